@@ -1,0 +1,32 @@
+//! JSON Schemas of the contracts, as committed under `proto/schemas/`.
+//!
+//! Invariant: `proto/schemas/*.json` equals [`all`]; a workspace test fails on drift and
+//! `postflow proto` rewrites them.
+
+use schemars::{JsonSchema, schema_for};
+
+use crate::{
+    EmailBounced, EmailClicked, EmailOpened, EmailSent, EmailUnsubscribed, Envelope, OrderPlaced,
+    OutboundMessage, RenderRequest,
+};
+
+/// `(file name, pretty JSON)` for every contract.
+pub fn all() -> Vec<(String, String)> {
+    fn one<T: JsonSchema>(name: &str) -> (String, String) {
+        let schema = schema_for!(T);
+        let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+        text.push('\n');
+        (format!("{name}.schema.json"), text)
+    }
+    vec![
+        one::<Envelope>("envelope"),
+        one::<OrderPlaced>("order.placed"),
+        one::<EmailSent>("email.sent"),
+        one::<EmailBounced>("email.bounced"),
+        one::<EmailOpened>("email.opened"),
+        one::<EmailClicked>("email.clicked"),
+        one::<EmailUnsubscribed>("email.unsubscribed"),
+        one::<RenderRequest>("render-request"),
+        one::<OutboundMessage>("outbound-message"),
+    ]
+}

@@ -1,0 +1,35 @@
+//! Routes a webhook to its source's adapter, and lets adapters read axum's headers.
+
+use axum::http::HeaderMap;
+use contracts::TenantId;
+use time::OffsetDateTime;
+
+use crate::sources::shopify::{self, Parsed};
+use crate::sources::{AdapterError, Headers};
+
+/// The sources this build accepts, as they appear in `/v1/webhooks/{tenant}/{source}`.
+pub const KNOWN: &[&str] = &["shopify"];
+
+/// axum's header map seen through the adapters' [`Headers`] trait.
+pub struct HttpHeaders<'a>(pub &'a HeaderMap);
+
+impl Headers for HttpHeaders<'_> {
+    fn get(&self, lowercase_name: &str) -> Option<&str> {
+        self.0.get(lowercase_name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Verifies the signature (before reading the body) and parses the delivery.
+pub fn verify_and_parse(
+    source: &str,
+    secrets: &[&[u8]],
+    tenant: &TenantId,
+    headers: &HttpHeaders,
+    body: &[u8],
+    received_at: OffsetDateTime,
+) -> Result<Parsed, AdapterError> {
+    match source {
+        "shopify" => shopify::verify_and_parse(secrets, tenant, headers, body, received_at),
+        _ => Err(AdapterError::Invalid("unknown source".into())),
+    }
+}

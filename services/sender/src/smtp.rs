@@ -1,0 +1,230 @@
+//! SMTP delivery with lettre's low-level connection: our own TCP stream with TCP_NODELAY
+//! (lettre's stock transport leaves Nagle on and stalls ≈43 ms per message), a bounded pool
+//! of reused connections, and the transaction split in two phases so the caller can claim
+//! the message durably between "the server will take it" (354 after DATA) and "here it is".
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use lettre::Address;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::extension::ClientId;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain SMTP (a local relay or test server).
+    None,
+    /// Upgrade with STARTTLS; refuse to send if the server does not offer it.
+    Starttls,
+}
+
+/// `[smtp]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    /// Name sent in EHLO.
+    pub hello_name: String,
+    /// Limit for connecting and for each SMTP exchange.
+    #[serde(deserialize_with = "kit::settings::secs")]
+    pub timeout: Duration,
+    /// Connections per lane (the transactional lane has its own, so a marketing send
+    /// cannot take them all).
+    pub transactional_connections: usize,
+    pub marketing_connections: usize,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 25,
+            tls: TlsMode::None,
+            username: None,
+            password: None,
+            hello_name: "postflow.localhost".into(),
+            timeout: Duration::from_secs(30),
+            transactional_connections: 4,
+            marketing_connections: 4,
+        }
+    }
+}
+
+/// How an SMTP exchange failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SmtpFailure {
+    /// 4xx, or the connection could not be made: try again later.
+    #[error("temporary smtp failure: {0}")]
+    Transient(String),
+    /// 5xx: the server refuses this message for good.
+    #[error("permanent smtp failure: {0}")]
+    Permanent(String),
+    /// The connection broke or timed out in the middle of an exchange.
+    #[error("smtp connection lost: {0}")]
+    Broken(String),
+}
+
+fn classify(e: &lettre::transport::smtp::Error) -> SmtpFailure {
+    let text = e.to_string();
+    if e.is_permanent() {
+        SmtpFailure::Permanent(text)
+    } else if e.is_transient() {
+        SmtpFailure::Transient(text)
+    } else {
+        SmtpFailure::Broken(text)
+    }
+}
+
+async fn timed<T>(limit: Duration, f: impl Future<Output = Result<T, lettre::transport::smtp::Error>>) -> Result<T, SmtpFailure> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(classify(&e)),
+        Err(_) => Err(SmtpFailure::Broken(format!("no answer within {limit:?}"))),
+    }
+}
+
+/// A bounded pool of SMTP connections to one server.
+pub struct Pool {
+    settings: SmtpSettings,
+    idle: Mutex<Vec<AsyncSmtpConnection>>,
+    permits: Semaphore,
+}
+
+impl Pool {
+    pub fn new(settings: SmtpSettings, connections: usize) -> Self {
+        Self { settings, idle: Mutex::new(Vec::new()), permits: Semaphore::new(connections.max(1)) }
+    }
+
+    /// A connection: an idle one if any, else a new one. Waits while all are busy.
+    pub async fn get(&self) -> Result<Conn<'_>, SmtpFailure> {
+        let permit = self.permits.acquire().await.map_err(|e| SmtpFailure::Transient(e.to_string()))?;
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let (inner, fresh) = match idle {
+            Some(c) => (c, false),
+            None => (self.open().await?, true),
+        };
+        Ok(Conn { inner: Some(inner), fresh, pool: self, _permit: permit })
+    }
+
+    async fn open(&self) -> Result<AsyncSmtpConnection, SmtpFailure> {
+        let s = &self.settings;
+        let limit = s.timeout;
+        let stream = tokio::time::timeout(limit, TcpStream::connect((s.host.as_str(), s.port)))
+            .await
+            .map_err(|_| SmtpFailure::Transient(format!("connecting to {}:{} timed out", s.host, s.port)))?
+            .map_err(|e| SmtpFailure::Transient(format!("connecting to {}:{}: {e}", s.host, s.port)))?;
+        stream.set_nodelay(true).map_err(|e| SmtpFailure::Transient(e.to_string()))?;
+        let hello = ClientId::Domain(s.hello_name.clone());
+        let mut conn = match timed(limit, AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello)).await {
+            Ok(c) => c,
+            // A greeting that never came or a 4xx greeting: the server is busy.
+            Err(SmtpFailure::Broken(m) | SmtpFailure::Permanent(m)) => return Err(SmtpFailure::Transient(m)),
+            Err(e) => return Err(e),
+        };
+        if s.tls == TlsMode::Starttls {
+            if !conn.can_starttls() {
+                return Err(SmtpFailure::Transient("server does not offer STARTTLS".into()));
+            }
+            let params = TlsParameters::new(s.host.clone()).map_err(|e| SmtpFailure::Transient(e.to_string()))?;
+            timed(limit, conn.starttls(params, &hello)).await?;
+        }
+        if let (Some(user), Some(pass)) = (&s.username, &s.password) {
+            let creds = Credentials::new(user.clone(), pass.expose_secret().to_owned());
+            timed(limit, conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds)).await?;
+        }
+        metrics::counter!("sender_smtp_connections_opened_total").increment(1);
+        Ok(conn)
+    }
+}
+
+/// A checked-out connection; goes back to the pool on drop unless it broke.
+pub struct Conn<'p> {
+    inner: Option<AsyncSmtpConnection>,
+    /// Opened for this checkout (an idle one may have been closed by the server).
+    fresh: bool,
+    pool: &'p Pool,
+    _permit: SemaphorePermit<'p>,
+}
+
+impl Conn<'_> {
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
+    fn conn(&mut self) -> Result<&mut AsyncSmtpConnection, SmtpFailure> {
+        self.inner.as_mut().ok_or_else(|| SmtpFailure::Broken("connection already discarded".into()))
+    }
+
+    fn discard_on<T>(&mut self, r: Result<T, SmtpFailure>) -> Result<T, SmtpFailure> {
+        if matches!(r, Err(SmtpFailure::Broken(_))) {
+            self.inner = None;
+        }
+        r
+    }
+
+    /// MAIL FROM, RCPT TO, DATA. After `Ok`, the server waits for the message body.
+    pub async fn begin(&mut self, from: &Address, to: &Address) -> Result<(), SmtpFailure> {
+        let limit = self.pool.settings.timeout;
+        let r = async {
+            let c = self.conn()?;
+            timed(limit, c.command(Mail::new(Some(from.clone()), vec![]))).await?;
+            timed(limit, c.command(Rcpt::new(to.clone(), vec![]))).await?;
+            timed(limit, c.command(Data)).await?;
+            Ok(())
+        }
+        .await;
+        if matches!(r, Err(SmtpFailure::Transient(_) | SmtpFailure::Permanent(_))) {
+            self.reset().await;
+        }
+        self.discard_on(r)
+    }
+
+    /// Sends the body and the final dot; `Ok` carries the server's acceptance line.
+    pub async fn finish(&mut self, body: &[u8]) -> Result<String, SmtpFailure> {
+        let limit = self.pool.settings.timeout;
+        let r = async {
+            let c = self.conn()?;
+            let resp = timed(limit, c.message(body)).await?;
+            Ok(format!("{} {}", resp.code(), resp.message().collect::<Vec<_>>().join(" ")))
+        }
+        .await;
+        self.discard_on(r)
+    }
+
+    /// Abandons the current transaction (RSET). A connection that cannot is discarded.
+    pub async fn reset(&mut self) {
+        let limit = self.pool.settings.timeout;
+        if let Some(c) = self.inner.as_mut() {
+            if timed(limit, c.command(Rset)).await.is_err() {
+                self.inner = None;
+            }
+        }
+    }
+
+    /// Closes this connection instead of returning it to the pool (after a body that was
+    /// cut off, the server's state is unknown).
+    pub fn discard(&mut self) {
+        self.inner = None;
+    }
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.inner.take() {
+            if !c.has_broken() {
+                self.pool.idle.lock().unwrap_or_else(|p| p.into_inner()).push(c);
+            }
+        }
+    }
+}
