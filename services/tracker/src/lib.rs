@@ -1,1 +1,369 @@
-//! placeholder
+//! Tracker: serves the open pixel, the click redirect and the one-click unsubscribe
+//! (RFC 8058), records every hit in its own database and announces it on the bus.
+//!
+//! Invariants:
+//! - it redirects only to a URL carried inside a token it can verify: no open redirect;
+//! - a hit row and its event are one unit: rows are the outbox, and the relay publishes
+//!   every row not yet published (event id derived from the row id), so a crash between
+//!   the two only delays the event;
+//! - GET never unsubscribes (link scanners follow GETs); only POST does.
+
+mod classify;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use bus::{Bus, BusSettings, ConsumerSpec, Delivery, Feed, HandleError, Handler};
+use contracts::{
+    EmailAddress, EmailClicked, EmailOpened, EmailUnsubscribed, Envelope, Event, EventKind, MessageId, Source,
+    TenantId,
+};
+use kit::db::DbSettings;
+use kit::http::Readiness;
+use kit::settings::{HttpSettings, ShutdownSettings};
+use kit::{Clock, Supervisor};
+use linktoken::{Action, Claims, Signer};
+use secrecy::SecretString;
+use serde::Deserialize;
+use sqlx::{PgPool, Row};
+use telemetry::TelemetrySettings;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use classify::{is_machine_click, is_machine_open};
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The HTTP routes this service answers (checked against `proto/openapi.yaml`).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/o/{token}"),
+    ("GET", "/c/{token}"),
+    ("GET", "/u/{token}"),
+    ("POST", "/u/{token}"),
+];
+
+/// A 43-byte transparent 1×1 GIF.
+pub const PIXEL: &[u8] = &[
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff,
+    0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00,
+    0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub nats: BusSettings,
+    pub database: DbSettings,
+    pub tracking: TrackingSettings,
+    pub shutdown: ShutdownSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+/// `[tracking]`: the key that verifies tokens (the renderer signs with the same one).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrackingSettings {
+    pub signing_key: SecretString,
+    /// How often the relay looks for unpublished hits when nothing woke it.
+    #[serde(deserialize_with = "kit::settings::secs")]
+    pub relay_interval: Duration,
+}
+
+impl Default for TrackingSettings {
+    fn default() -> Self {
+        Self { signing_key: SecretString::from("change-me"), relay_interval: Duration::from_secs(2) }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            http: HttpSettings::on("127.0.0.1:8081"),
+            nats: BusSettings::default(),
+            database: DbSettings::new("postgres://postgres@127.0.0.1:5432/tracker"),
+            tracking: TrackingSettings::default(),
+            shutdown: ShutdownSettings::default(),
+            telemetry: TelemetrySettings::default(),
+        }
+    }
+}
+
+struct Tracker {
+    pool: PgPool,
+    bus: Bus,
+    signer: Signer,
+    clock: Arc<dyn Clock>,
+    relay: Notify,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    tracker: Arc<Tracker>,
+    settings: Settings,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, kit::clock::system()).await
+    }
+
+    pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let pool = kit::db::connect(&settings.database, &MIGRATOR).await?;
+        let bus = Bus::connect(&settings.nats, "tracker").await?;
+        bus.ensure_topology().await?;
+        let listener = TcpListener::bind(settings.http.addr).await?;
+        let signer = Signer::new(settings.tracking.signing_key.clone());
+        let tracker = Arc::new(Tracker { pool, bus, signer, clock, relay: Notify::new() });
+        Ok(Self { listener, tracker, settings })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| self.settings.http.addr)
+    }
+
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let mut sup = Supervisor::new("tracker");
+        let stop = sup.stop_token();
+        let drain = self.settings.shutdown.drain_timeout;
+        let t = self.tracker.clone();
+        let spec = ConsumerSpec::new("tracker", Feed::Events(EventKind::EmailSent), 16);
+        let (bus, s) = (t.bus.clone(), stop.clone());
+        sup.spawn(spec.durable_name(), async move { bus.run_consumer::<Envelope, _>(spec, t, s, drain).await });
+        let (t, every, s) = (self.tracker.clone(), self.settings.tracking.relay_interval, stop.clone());
+        sup.spawn("relay", async move { t.run_relay(every, s).await });
+        let router = Router::new()
+            .route("/o/{token}", get(open))
+            .route("/c/{token}", get(click))
+            .route("/u/{token}", get(unsubscribe_page).post(unsubscribe))
+            .with_state(self.tracker.clone())
+            .merge(kit::http::ops_router(Readiness {
+                bus: Some(self.tracker.bus.clone()),
+                db: Some(self.tracker.pool.clone()),
+                stop: stop.clone(),
+            }));
+        sup.spawn("http", kit::http::serve(self.listener, router, stop));
+        let result = sup.run(shutdown, drain).await;
+        self.tracker.pool.close().await;
+        result
+    }
+}
+
+/// A hit about to be recorded.
+struct Hit<'a> {
+    claims: &'a Claims,
+    kind: &'static str,
+    url: Option<&'a str>,
+    email: Option<&'a EmailAddress>,
+    method: Option<&'static str>,
+    user_agent: Option<&'a str>,
+    machine: bool,
+}
+
+impl Tracker {
+    async fn record(&self, hit: Hit<'_>) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "insert into hits (id, tenant, message_id, kind, url, email, method, user_agent, machine, occurred_at)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) on conflict do nothing",
+        )
+        .bind(Uuid::new_v4())
+        .bind(hit.claims.tenant.as_str())
+        .bind(hit.claims.message_id.as_str())
+        .bind(hit.kind)
+        .bind(hit.url)
+        .bind(hit.email.map(EmailAddress::as_str))
+        .bind(hit.method)
+        .bind(hit.user_agent.map(|u| u.chars().take(512).collect::<String>()))
+        .bind(hit.machine)
+        .bind(self.clock.now())
+        .execute(&self.pool)
+        .await?;
+        metrics::counter!("tracker_hits_total", "kind" => hit.kind, "machine" => if hit.machine { "true" } else { "false" })
+            .increment(1);
+        self.relay.notify_one();
+        Ok(())
+    }
+
+    /// Publishes unpublished hits until none are left or `stop`.
+    async fn run_relay(&self, every: Duration, stop: CancellationToken) -> anyhow::Result<()> {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                () = self.relay.notified() => {},
+                _ = tick.tick() => {},
+            }
+            loop {
+                match self.relay_batch().await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "relaying hits failed; will retry");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn relay_batch(&self) -> anyhow::Result<usize> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "select id, tenant, message_id, kind, url, email, method, user_agent, machine, occurred_at
+             from hits where published_at is null order by occurred_at limit 256 for update skip locked",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let n = rows.len();
+        let mut published = Vec::with_capacity(n);
+        for row in rows {
+            let id: Uuid = row.try_get("id")?;
+            match hit_event(&row) {
+                Ok(env) => {
+                    self.bus.publish_event(&env).await?;
+                }
+                Err(e) => tracing::error!(hit = %id, error = %format!("{e:#}"), "hit row cannot become an event; skipping"),
+            }
+            published.push(id);
+        }
+        sqlx::query("update hits set published_at = $2 where id = any($1)")
+            .bind(&published)
+            .bind(self.clock.now())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+}
+
+/// The event for a hit row. Pure: the row decides everything, including the event id.
+fn hit_event(row: &sqlx::postgres::PgRow) -> anyhow::Result<Envelope> {
+    let id: Uuid = row.try_get("id")?;
+    let tenant = TenantId::parse(&row.try_get::<String, _>("tenant")?)?;
+    let message_id = MessageId::parse(&row.try_get::<String, _>("message_id")?)?;
+    let kind: String = row.try_get("kind")?;
+    let user_agent: Option<String> = row.try_get("user_agent")?;
+    let machine: bool = row.try_get("machine")?;
+    let event = match kind.as_str() {
+        "open" => Event::EmailOpened(EmailOpened { message_id: message_id.clone(), machine, user_agent }),
+        "click" => Event::EmailClicked(EmailClicked {
+            message_id: message_id.clone(),
+            url: row.try_get::<Option<String>, _>("url")?.unwrap_or_default(),
+            machine,
+            user_agent,
+        }),
+        "unsubscribe" => Event::EmailUnsubscribed(EmailUnsubscribed {
+            message_id: message_id.clone(),
+            recipient: EmailAddress::parse(&row.try_get::<Option<String>, _>("email")?.unwrap_or_default())?,
+            method: row.try_get::<Option<String>, _>("method")?.unwrap_or_else(|| "link".into()),
+        }),
+        other => anyhow::bail!("unknown hit kind {other}"),
+    };
+    let source = Source { system: "tracker".into(), delivery_id: None, topic: None };
+    Ok(Envelope::new(tenant, row.try_get("occurred_at")?, source, format!("hit:{id}"), event))
+}
+
+impl Handler<Envelope> for Tracker {
+    async fn handle(&self, d: Delivery<Envelope>) -> Result<(), HandleError> {
+        let env = d.body;
+        let Event::EmailSent(sent) = &env.event else { return Ok(()) };
+        sqlx::query(
+            "insert into messages (tenant, message_id, recipient, template, flow, lane, sent_at)
+             values ($1, $2, $3, $4, $5, $6, $7) on conflict do nothing",
+        )
+        .bind(env.tenant.as_str())
+        .bind(sent.message_id.as_str())
+        .bind(sent.recipient.as_str())
+        .bind(&sent.template)
+        .bind(&sent.flow)
+        .bind(sent.lane.token())
+        .bind(env.occurred_at)
+        .execute(&self.pool)
+        .await
+        .map_err(HandleError::transient)?;
+        Ok(())
+    }
+}
+
+fn user_agent(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok())
+}
+
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found").into_response()
+}
+
+fn unavailable(e: &sqlx::Error) -> Response {
+    tracing::error!(error = %e, "recording hit failed");
+    (StatusCode::SERVICE_UNAVAILABLE, "try again later").into_response()
+}
+
+async fn open(State(t): State<Arc<Tracker>>, Path(token): Path<String>, headers: HeaderMap) -> Response {
+    let token = token.strip_suffix(".gif").unwrap_or(&token);
+    // A pixel always answers with the image, even for a bad token: mail clients show
+    // broken-image icons otherwise. Only valid tokens are recorded.
+    if let Ok(claims) = t.signer.verify(token) {
+        if claims.action == Action::Open {
+            let ua = user_agent(&headers);
+            let hit = Hit { claims: &claims, kind: "open", url: None, email: None, method: None, user_agent: ua, machine: is_machine_open(ua) };
+            if let Err(e) = t.record(hit).await {
+                tracing::error!(error = %e, "recording open failed");
+            }
+        }
+    }
+    ([(header::CONTENT_TYPE, "image/gif"), (header::CACHE_CONTROL, "no-store, max-age=0")], PIXEL).into_response()
+}
+
+async fn click(State(t): State<Arc<Tracker>>, Path(token): Path<String>, headers: HeaderMap) -> Response {
+    let Ok(claims) = t.signer.verify(&token) else { return not_found() };
+    let Action::Click { u } = &claims.action else { return not_found() };
+    if !(u.starts_with("https://") || u.starts_with("http://")) {
+        return not_found();
+    }
+    let ua = user_agent(&headers);
+    let hit = Hit { claims: &claims, kind: "click", url: Some(u), email: None, method: None, user_agent: ua, machine: is_machine_click(ua) };
+    if let Err(e) = t.record(hit).await {
+        // The person still gets where they were going.
+        tracing::error!(error = %e, "recording click failed");
+    }
+    Redirect::to(u).into_response()
+}
+
+async fn unsubscribe_page(State(t): State<Arc<Tracker>>, Path(token): Path<String>) -> Response {
+    let Ok(claims) = t.signer.verify(&token) else { return not_found() };
+    let Action::Unsubscribe { e } = &claims.action else { return not_found() };
+    Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+         <title>Unsubscribe</title></head><body style=\"font-family:sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem\">\
+         <h1>Unsubscribe</h1><p>Stop marketing emails to <strong>{}</strong>?</p>\
+         <form method=\"post\"><button type=\"submit\" style=\"padding:.6rem 1.2rem\">Unsubscribe</button></form>\
+         </body></html>",
+        html_escape(e.as_str())
+    ))
+    .into_response()
+}
+
+async fn unsubscribe(State(t): State<Arc<Tracker>>, Path(token): Path<String>, body: String) -> Response {
+    let Ok(claims) = t.signer.verify(&token) else { return not_found() };
+    let Action::Unsubscribe { e } = &claims.action else { return not_found() };
+    // RFC 8058: mail clients POST "List-Unsubscribe=One-Click"; our page posts an empty form.
+    let method = if body.contains("List-Unsubscribe=One-Click") { "one_click" } else { "link" };
+    let hit = Hit { claims: &claims, kind: "unsubscribe", url: None, email: Some(e), method: Some(method), user_agent: None, machine: false };
+    if let Err(err) = t.record(hit).await {
+        return unavailable(&err);
+    }
+    Html("<!doctype html><html><body style=\"font-family:sans-serif;max-width:32rem;margin:3rem auto\"><h1>You are unsubscribed</h1><p>You will not receive marketing emails from this shop any more.</p></body></html>").into_response()
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
