@@ -212,6 +212,7 @@ impl Bus {
             }
         }
 
+        while in_flight.try_join_next().is_some() {}
         tracing::info!(consumer = %durable, in_flight = in_flight.len(), "consumer draining");
         let drained = tokio::time::timeout(drain, async {
             while in_flight.join_next().await.is_some() {}

@@ -29,7 +29,8 @@ pub struct TelemetrySettings {
     /// `json` (default, for machines) or `pretty` (for people at a terminal).
     pub log_format: LogFormat,
     /// OTLP/HTTP traces endpoint, e.g. `http://otel-collector:4318/v1/traces`.
-    /// Traces are still created (and propagated) without one, just not exported.
+    /// Traces are still created (and propagated) without one (or with an empty one), just
+    /// not exported.
     pub otlp_endpoint: Option<String>,
 }
 
@@ -77,7 +78,7 @@ pub fn init(service: &str, settings: &TelemetrySettings) -> anyhow::Result<Guard
     install_propagator();
     let mut builder = SdkTracerProvider::builder()
         .with_resource(Resource::builder().with_service_name(service.to_owned()).build());
-    if let Some(endpoint) = &settings.otlp_endpoint {
+    if let Some(endpoint) = settings.otlp_endpoint.as_ref().filter(|e| !e.trim().is_empty()) {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_endpoint(endpoint.clone())

@@ -119,7 +119,11 @@ pub(crate) fn load_root(root: &Path) -> Result<Tenants, ConfigErrors> {
         Ok(e) => e,
         Err(e) => return Err(ConfigErrors(vec![ConfigError::whole_file(root, format!("cannot read tenants directory: {e}"))])),
     };
-    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+    // Hidden entries are not tenants (a mounted Kubernetes ConfigMap has `..data` links).
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')))
+        .collect();
     dirs.sort();
     let mut tenants = Vec::new();
     for dir in dirs {
@@ -440,6 +444,7 @@ send = "review_request"
         let root = tempfile::tempdir().unwrap();
         write(root.path(), "demo/tenant.toml", &format!("{TENANT}colour = 1\n"));
         write(root.path(), "bad_id/tenant.toml", TENANT);
+        write(root.path(), "..data/tenant.toml", "not a tenant");
         let text = Tenants::load_dir(root.path()).unwrap_err().to_string();
         assert!(text.contains("demo/tenant.toml:10:1: unknown field `colour`"), "{text}");
         assert!(text.contains("bad_id: directory name is not a tenant id"), "{text}");

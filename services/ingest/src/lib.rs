@@ -33,8 +33,10 @@ use sources::shopify::Parsed;
 /// The HTTP routes this service answers (checked against `proto/openapi.yaml`).
 pub const ROUTES: &[(&str, &str)] = &[("POST", "/v1/webhooks/{tenant}/{source}")];
 
+/// Unknown top-level sections are ignored (one environment can serve every service);
+/// unknown keys inside a section are errors.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Settings {
     pub http: HttpSettings,
     pub nats: BusSettings,

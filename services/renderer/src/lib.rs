@@ -34,8 +34,10 @@ use render::{TemplateError, TemplateSet};
 /// The HTTP routes this service answers (checked against `proto/openapi.yaml`).
 pub const ROUTES: &[(&str, &str)] = &[("POST", "/v1/preview/{tenant}/{template}")];
 
+/// Unknown top-level sections are ignored (one environment can serve every service);
+/// unknown keys inside a section are errors.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Settings {
     pub http: HttpSettings,
     pub nats: BusSettings,

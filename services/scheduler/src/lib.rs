@@ -35,8 +35,10 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// The event types that can start a flow.
 pub const TRIGGERS: &[EventKind] = &[EventKind::OrderPlaced];
 
+/// Unknown top-level sections are ignored (one environment can serve every service);
+/// unknown keys inside a section are errors.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Settings {
     pub http: HttpSettings,
     pub nats: BusSettings,

@@ -26,8 +26,10 @@ pub use smtp::SmtpSettings;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// Unknown top-level sections are ignored (one environment can serve every service);
+/// unknown keys inside a section are errors.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Settings {
     pub http: HttpSettings,
     pub nats: BusSettings,

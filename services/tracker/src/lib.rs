@@ -57,8 +57,10 @@ pub const PIXEL: &[u8] = &[
     0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
 ];
 
+/// Unknown top-level sections are ignored (one environment can serve every service);
+/// unknown keys inside a section are errors.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Settings {
     pub http: HttpSettings,
     pub nats: BusSettings,

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every test in the workspace against real nats-server, PostgreSQL and SMTP servers.
+# Installs what is missing first (Debian packages). Usage: deploy/local/test.sh [cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. deploy/local/common.sh
+
+install_missing nats-server postgresql postfix ca-certificates
+require_cargo
+export PATH="$PATH:/usr/sbin:$(pg_bin)"
+
+echo "==> cargo test (workspace)"
+cargo test --workspace --locked "$@"
