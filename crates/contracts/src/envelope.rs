@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::{
     EmailBounced, EmailClicked, EmailOpened, EmailSent, EmailUnsubscribed, OrderPlaced,
-    SPEC_VERSION, TenantId, ids::POSTFLOW_NAMESPACE,
+    SPEC_VERSION, ShipmentUpdated, TenantId, ids::POSTFLOW_NAMESPACE,
 };
 
 /// Where an event came from: the system and, for webhooks, the delivery that carried it.
@@ -29,6 +29,8 @@ pub struct Source {
 pub enum Event {
     #[serde(rename = "order.placed")]
     OrderPlaced(OrderPlaced),
+    #[serde(rename = "shipment.updated")]
+    ShipmentUpdated(ShipmentUpdated),
     #[serde(rename = "email.sent")]
     EmailSent(EmailSent),
     #[serde(rename = "email.bounced")]
@@ -45,6 +47,7 @@ pub enum Event {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
     OrderPlaced,
+    ShipmentUpdated,
     EmailSent,
     EmailBounced,
     EmailOpened,
@@ -53,8 +56,9 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 7] = [
         Self::OrderPlaced,
+        Self::ShipmentUpdated,
         Self::EmailSent,
         Self::EmailBounced,
         Self::EmailOpened,
@@ -66,6 +70,7 @@ impl EventKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::OrderPlaced => "order.placed",
+            Self::ShipmentUpdated => "shipment.updated",
             Self::EmailSent => "email.sent",
             Self::EmailBounced => "email.bounced",
             Self::EmailOpened => "email.opened",
@@ -79,6 +84,7 @@ impl Event {
     pub fn kind(&self) -> EventKind {
         match self {
             Self::OrderPlaced(_) => EventKind::OrderPlaced,
+            Self::ShipmentUpdated(_) => EventKind::ShipmentUpdated,
             Self::EmailSent(_) => EventKind::EmailSent,
             Self::EmailBounced(_) => EventKind::EmailBounced,
             Self::EmailOpened(_) => EventKind::EmailOpened,

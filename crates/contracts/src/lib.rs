@@ -14,6 +14,7 @@ mod ids;
 mod messages;
 mod money;
 mod order;
+mod shipment;
 pub mod schema;
 
 pub use email::{EmailAddress, InvalidEmail, Mailbox};
@@ -25,6 +26,7 @@ pub use messages::{
 };
 pub use money::{Currency, InvalidMoney, Money};
 pub use order::{Address, Customer, Order, OrderLine, OrderPlaced};
+pub use shipment::{Checkpoint, ShipmentStatus, ShipmentUpdated};
 
 /// Version of the envelope format carried in every event, render request and message.
 pub const SPEC_VERSION: u16 = 1;

@@ -7,7 +7,7 @@ use schemars::{JsonSchema, schema_for};
 
 use crate::{
     EmailBounced, EmailClicked, EmailOpened, EmailSent, EmailUnsubscribed, Envelope, OrderPlaced,
-    OutboundMessage, RenderRequest,
+    OutboundMessage, RenderRequest, ShipmentUpdated,
 };
 
 /// `(file name, pretty JSON)` for every contract.
@@ -21,6 +21,7 @@ pub fn all() -> Vec<(String, String)> {
     vec![
         one::<Envelope>("envelope"),
         one::<OrderPlaced>("order.placed"),
+        one::<ShipmentUpdated>("shipment.updated"),
         one::<EmailSent>("email.sent"),
         one::<EmailBounced>("email.bounced"),
         one::<EmailOpened>("email.opened"),
