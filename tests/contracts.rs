@@ -1,6 +1,8 @@
 //! `proto/` must describe the code as it is: generated files are equal to what the code
 //! generates now, and the OpenAPI document lists every route the services register.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
 use std::path::PathBuf;
 
 fn proto_dir() -> PathBuf {

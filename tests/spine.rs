@@ -1,6 +1,8 @@
 //! The spine, end to end: one signed Shopify order webhook becomes exactly one tracked
 //! email, through all six services over real NATS JetStream, PostgreSQL and SMTP.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
 mod common;
 
 use std::time::Duration;

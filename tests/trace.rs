@@ -1,6 +1,8 @@
 //! One order is one trace: the W3C trace context travels in NATS headers (and through
 //! the scheduler's durable timers) from the webhook to the tracker.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
 mod common;
 
 use std::collections::BTreeSet;

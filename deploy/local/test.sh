@@ -9,5 +9,8 @@ install_missing nats-server postgresql postfix ca-certificates
 require_cargo
 export PATH="$PATH:/usr/sbin:$(pg_bin)"
 
+echo "==> cargo clippy (workspace, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 echo "==> cargo test (workspace)"
 cargo test --workspace --locked "$@"

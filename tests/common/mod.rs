@@ -65,10 +65,8 @@ impl Running {
     }
 }
 
-fn until(rx: oneshot::Receiver<()>) -> impl Future<Output = ()> + Send {
-    async move {
-        let _ = rx.await;
-    }
+async fn until(rx: oneshot::Receiver<()>) {
+    let _ = rx.await;
 }
 
 pub struct Stack {

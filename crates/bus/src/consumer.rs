@@ -295,7 +295,7 @@ impl Bus {
         attempt: u32,
         stream_sequence: u64,
     ) -> anyhow::Result<()> {
-        let mut headers = message.headers.clone().unwrap_or_else(HeaderMap::new);
+        let mut headers = message.headers.clone().unwrap_or_default();
         headers.insert("Pf-Dlq-Consumer", consumer);
         headers.insert("Pf-Dlq-Subject", message.subject.as_str());
         headers.insert("Pf-Dlq-Reason", one_line(reason).as_str());

@@ -59,11 +59,10 @@ impl Guard {
     }
 
     fn flush(&mut self) {
-        if let Some(provider) = self.provider.take() {
-            if let Err(e) = provider.shutdown() {
+        if let Some(provider) = self.provider.take()
+            && let Err(e) = provider.shutdown() {
                 eprintln!("telemetry shutdown failed: {e}");
             }
-        }
     }
 }
 

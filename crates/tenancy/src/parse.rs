@@ -356,11 +356,10 @@ fn load_flows(dir: &Path, errors: &mut Vec<ConfigError>) -> Vec<Flow> {
             let msg = format!("flow id {id:?} is also used by {}", dup.file.display());
             cx.errors.push(ConfigError::whole_file(&path, msg));
         }
-        if cx.errors.len() == before {
-            if let Some(trigger) = trigger {
+        if cx.errors.len() == before
+            && let Some(trigger) = trigger {
                 flows.push(Flow { id, trigger, lane, enabled: raw.enabled, steps, file: path.clone() });
             }
-        }
     }
     flows
 }

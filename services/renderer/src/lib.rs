@@ -89,11 +89,10 @@ pub fn compile_templates(tenants: &Tenants) -> Result<BTreeMap<TenantId, Templat
                 // Every template a flow sends must exist.
                 for flow in &tenant.flows {
                     for step in &flow.steps {
-                        if let tenancy::FlowStep::Send { template } = step {
-                            if !set.names().any(|n| n == template) {
+                        if let tenancy::FlowStep::Send { template } = step
+                            && !set.names().any(|n| n == template) {
                                 errors.push(format!("{}: template {template:?} does not exist", flow.file.display()));
                             }
-                        }
                     }
                 }
                 sets.insert(tenant.id.clone(), set);
@@ -256,7 +255,7 @@ impl Application {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or_else(|_| self.settings.http.addr)
+        self.listener.local_addr().unwrap_or(self.settings.http.addr)
     }
 
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {

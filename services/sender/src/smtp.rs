@@ -205,11 +205,10 @@ impl Conn<'_> {
     /// Abandons the current transaction (RSET). A connection that cannot is discarded.
     pub async fn reset(&mut self) {
         let limit = self.pool.settings.timeout;
-        if let Some(c) = self.inner.as_mut() {
-            if timed(limit, c.command(Rset)).await.is_err() {
+        if let Some(c) = self.inner.as_mut()
+            && timed(limit, c.command(Rset)).await.is_err() {
                 self.inner = None;
             }
-        }
     }
 
     /// Closes this connection instead of returning it to the pool (after a body that was
@@ -221,10 +220,9 @@ impl Conn<'_> {
 
 impl Drop for Conn<'_> {
     fn drop(&mut self) {
-        if let Some(c) = self.inner.take() {
-            if !c.has_broken() {
+        if let Some(c) = self.inner.take()
+            && !c.has_broken() {
                 self.pool.idle.lock().unwrap_or_else(|p| p.into_inner()).push(c);
             }
-        }
     }
 }

@@ -129,7 +129,7 @@ impl Application {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or_else(|_| self.settings.http.addr)
+        self.listener.local_addr().unwrap_or(self.settings.http.addr)
     }
 
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
@@ -313,15 +313,14 @@ async fn open(State(t): State<Arc<Tracker>>, Path(token): Path<String>, headers:
     let token = token.strip_suffix(".gif").unwrap_or(&token);
     // A pixel always answers with the image, even for a bad token: mail clients show
     // broken-image icons otherwise. Only valid tokens are recorded.
-    if let Ok(claims) = t.signer.verify(token) {
-        if claims.action == Action::Open {
+    if let Ok(claims) = t.signer.verify(token)
+        && claims.action == Action::Open {
             let ua = user_agent(&headers);
             let hit = Hit { claims: &claims, kind: "open", url: None, email: None, method: None, user_agent: ua, machine: is_machine_open(ua) };
             if let Err(e) = t.record(hit).await {
                 tracing::error!(error = %e, "recording open failed");
             }
         }
-    }
     ([(header::CONTENT_TYPE, "image/gif"), (header::CACHE_CONTROL, "no-store, max-age=0")], PIXEL).into_response()
 }
 
