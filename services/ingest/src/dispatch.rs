@@ -4,11 +4,12 @@ use axum::http::HeaderMap;
 use contracts::TenantId;
 use time::OffsetDateTime;
 
-use crate::sources::shopify::{self, Parsed};
-use crate::sources::{AdapterError, Headers};
+use crate::sources::{
+    AdapterError, Headers, Parsed, aftership, easypost, postflow, seventeen_track, shippo, shopify, woocommerce,
+};
 
 /// The sources this build accepts, as they appear in `/v1/webhooks/{tenant}/{source}`.
-pub const KNOWN: &[&str] = &["shopify"];
+pub const KNOWN: &[&str] = &["shopify", "woocommerce", "postflow", "easypost", "aftership", "shippo", "17track"];
 
 /// axum's header map seen through the adapters' [`Headers`] trait.
 pub struct HttpHeaders<'a>(pub &'a HeaderMap);
@@ -30,6 +31,12 @@ pub fn verify_and_parse(
 ) -> Result<Parsed, AdapterError> {
     match source {
         "shopify" => shopify::verify_and_parse(secrets, tenant, headers, body, received_at),
+        "woocommerce" => woocommerce::verify_and_parse(secrets, tenant, headers, body, received_at),
+        "postflow" => postflow::verify_and_parse(secrets, tenant, headers, body, received_at),
+        "easypost" => easypost::verify_and_parse(secrets, tenant, headers, body, received_at),
+        "aftership" => aftership::verify_and_parse(secrets, tenant, headers, body, received_at),
+        "shippo" => shippo::verify_and_parse(secrets, tenant, headers, body, received_at),
+        "17track" => seventeen_track::verify_and_parse(secrets, tenant, headers, body, received_at),
         _ => Err(AdapterError::Invalid("unknown source".into())),
     }
 }

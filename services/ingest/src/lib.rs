@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 use tracing::{Instrument, info_span};
 
 use sources::AdapterError;
-use sources::shopify::Parsed;
+use sources::Parsed;
 
 
 /// The HTTP routes this service answers (checked against `proto/openapi.yaml`).

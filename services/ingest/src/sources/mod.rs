@@ -4,12 +4,28 @@
 //! Invariant: nothing here does IO, awaits, logs or reads the clock; the HTTP layer passes
 //! the headers, the raw body and the receive time in, and maps [`AdapterError`] to a status.
 
+pub mod aftership;
+pub mod easypost;
+pub mod postflow;
+pub mod seventeen_track;
+pub mod shippo;
 pub mod shopify;
+pub mod woocommerce;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+
+/// What a verified delivery amounts to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed {
+    /// Events to publish.
+    Events(Vec<contracts::Envelope>),
+    /// A topic or event this adapter does not turn into events (or a platform's ping):
+    /// acknowledge it and move on.
+    Ignored { topic: String },
+}
 
 /// Why a delivery was refused. Messages are lowercase and never echo a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

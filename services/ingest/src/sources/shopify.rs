@@ -26,7 +26,7 @@ use serde::de::{self, Deserializer, Unexpected, Visitor};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-pub use super::{AdapterError, Headers};
+pub use super::{AdapterError, Headers, Parsed};
 use super::{header, sign_hmac_b64, verify_hmac_b64};
 
 /// [`Source::system`] of every event from this adapter.
@@ -45,15 +45,6 @@ const MAX_MESSAGE: usize = 240;
 /// Proof that a body's signature was checked. Only [`verify`] makes one.
 #[derive(Debug)]
 pub struct Verified(());
-
-/// What a verified delivery amounts to.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Parsed {
-    /// Events to publish (one for `orders/create`).
-    Events(Vec<Envelope>),
-    /// A topic this adapter does not turn into events; acknowledge it and move on.
-    Ignored { topic: String },
-}
 
 /// `base64(HMAC-SHA256(secret, body))`: the `X-Shopify-Hmac-Sha256` value Shopify would send.
 #[must_use]

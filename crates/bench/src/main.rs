@@ -1,0 +1,50 @@
+//! postflow-bench: starts the real stack (nats-server with JetStream file storage,
+//! PostgreSQL, postfix's smtp-sink, the service binaries as separate processes), runs each
+//! scenario next to a baseline measured in the same run, and writes a Markdown table and
+//! JSON. `--quick` runs every scenario briefly as a smoke test (no timing assertions).
+
+mod load;
+mod procs;
+mod report;
+mod scenarios;
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(name = "postflow-bench", about = "Measure Postflow against same-run baselines")]
+pub struct Cli {
+    /// Run each scenario briefly (smoke test for CI).
+    #[arg(long)]
+    pub quick: bool,
+    /// The workspace root (for the demo tenant and sample order).
+    #[arg(long, default_value = ".")]
+    pub root: PathBuf,
+    /// Write the Markdown table here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Run only these scenarios (ingest, latency, send, tracker).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let report = scenarios::run_all(&cli).await?;
+    let markdown = report.markdown();
+    println!("{markdown}");
+    if let Some(path) = &cli.out {
+        std::fs::write(path, &markdown)?;
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(path) = &cli.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}

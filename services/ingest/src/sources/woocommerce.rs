@@ -1,0 +1,1707 @@
+//! WooCommerce webhooks: verifies `X-WC-Webhook-Signature` and maps `order.created` (the
+//! REST v3 order JSON) to an `order.placed` envelope; every other topic is acknowledged and
+//! ignored, and so is the unsigned ping WooCommerce sends when a webhook is created.
+//!
+//! Use [`verify`] first, on the raw body, then [`parse`] with the [`Verified`] token it
+//! returns (or [`verify_and_parse`] for both, which also answers the ping).
+//!
+//! Invariants:
+//! - the signature is `base64(HMAC-SHA256(secret, raw body))`; the key is the secret as the
+//!   merchant typed it in WooCommerce (WooCommerce HTML-decodes what WordPress stored);
+//! - ids never pass through a float: they are read as `u64` from a JSON integer or a string
+//!   of digits; a float, a negative number or anything above `u64::MAX` is rejected;
+//! - amounts are read exactly into minor units of the order's `currency`. WooCommerce sends
+//!   them as decimal strings, except a line's `price`, which is a PHP float (`"price": 3`):
+//!   a JSON number is read through its decimal text (never through float arithmetic), and
+//!   every sum or product is checked;
+//! - WooCommerce sends no stable event id (`X-WC-Webhook-Delivery-ID` is fresh per delivery),
+//!   so the idempotency key is the business key `woocommerce:order:{id}:placed`;
+//! - unknown fields are ignored, so fields WooCommerce adds later do not break ingestion.
+//!
+//! The ping: when a merchant saves a webhook, WooCommerce POSTs the form-encoded body
+//! `webhook_id=<id>` with no `X-WC-*` headers and no signature, and refuses to activate the
+//! webhook unless the answer is exactly 200. [`verify_and_parse`] answers exactly that shape
+//! with [`Parsed::Ignored`] (topic [`TOPIC_PING`]). This is safe because an ignored delivery
+//! publishes nothing and reveals nothing: anyone can already learn that the URL exists, and
+//! every other unsigned request is refused with [`AdapterError::MissingSignature`].
+
+use std::fmt;
+
+use contracts::{
+    Address, Currency, Customer, EmailAddress, Envelope, Event, ExternalId, Money, Order,
+    OrderLine, OrderPlaced, Source, TenantId,
+};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Unexpected, Visitor};
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
+
+pub use super::{AdapterError, Headers, Parsed};
+use super::{header, sign_hmac_b64, verify_hmac_b64};
+
+/// [`Source::system`] of every event from this adapter.
+pub const SYSTEM: &str = "woocommerce";
+/// The only topic that produces events so far.
+pub const TOPIC_ORDER_CREATED: &str = "order.created";
+/// The topic named in [`Parsed::Ignored`] for WooCommerce's unsigned creation ping.
+pub const TOPIC_PING: &str = "ping";
+
+const SIGNATURE_HEADER: [&str; 1] = ["x-wc-webhook-signature"];
+const TOPIC_HEADER: [&str; 1] = ["x-wc-webhook-topic"];
+const DELIVERY_ID_HEADER: [&str; 1] = ["x-wc-webhook-delivery-id"];
+
+/// Order statuses of carts and checkouts that are not orders yet (with or without the
+/// `wc-` prefix WooCommerce uses internally).
+const DRAFT_STATUSES: [&str; 3] = ["draft", "auto-draft", "checkout-draft"];
+
+/// Longest error message built from payload content (serde messages can quote input).
+const MAX_MESSAGE: usize = 240;
+
+/// Proof that a body's signature was checked. Only [`verify`] makes one.
+#[derive(Debug)]
+pub struct Verified(());
+
+/// `base64(HMAC-SHA256(secret, body))`: the `X-WC-Webhook-Signature` WooCommerce would send.
+#[must_use]
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    sign_hmac_b64(secret, body)
+}
+
+/// Checks `X-WC-Webhook-Signature` against the raw body with each of `secrets` (the old and
+/// the new one during a rotation), in constant time. Does not look at the body's content.
+pub fn verify<H: Headers + ?Sized>(
+    secrets: &[&[u8]],
+    headers: &H,
+    body: &[u8],
+) -> Result<Verified, AdapterError> {
+    let signature = header(headers, &SIGNATURE_HEADER).ok_or(AdapterError::MissingSignature)?;
+    if verify_hmac_b64(secrets, body, signature) {
+        Ok(Verified(()))
+    } else {
+        Err(AdapterError::BadSignature)
+    }
+}
+
+/// Whether a delivery is WooCommerce's creation ping and nothing else: no signature, no
+/// `X-WC-Webhook-Topic` header at all, and a body of exactly `webhook_id=` and digits.
+pub fn is_ping<H: Headers + ?Sized>(headers: &H, body: &[u8]) -> bool {
+    header(headers, &SIGNATURE_HEADER).is_none()
+        && headers.get(TOPIC_HEADER[0]).is_none()
+        && body
+            .strip_prefix(b"webhook_id=")
+            .is_some_and(|id| !id.is_empty() && id.iter().all(u8::is_ascii_digit))
+}
+
+/// Maps a verified delivery to events. The topic decides before the body is read: topics
+/// other than `order.created` are [`Parsed::Ignored`] whatever their body, and so are
+/// orders whose status is a draft (`draft`, `auto-draft`, `checkout-draft`).
+pub fn parse<H: Headers + ?Sized>(
+    _verified: &Verified,
+    tenant: &TenantId,
+    headers: &H,
+    body: &[u8],
+    received_at: OffsetDateTime,
+) -> Result<Parsed, AdapterError> {
+    let topic =
+        header(headers, &TOPIC_HEADER).ok_or(AdapterError::MissingHeader(TOPIC_HEADER[0]))?;
+    let ignored = || {
+        Ok(Parsed::Ignored {
+            topic: topic.to_owned(),
+        })
+    };
+    if topic != TOPIC_ORDER_CREATED {
+        return ignored();
+    }
+    // Read the status alone first, so a draft is ignored even if the rest would not map.
+    let RawStatus { status } = read_json(body)?;
+    if status.as_deref().is_some_and(is_draft) {
+        return ignored();
+    }
+    let order = parse_order(body, received_at)?;
+    let source = Source {
+        system: SYSTEM.to_owned(),
+        delivery_id: header(headers, &DELIVERY_ID_HEADER).map(str::to_owned),
+        topic: Some(topic.to_owned()),
+    };
+    let key = format!("woocommerce:order:{}:placed", order.id);
+    let envelope = Envelope::new(
+        tenant.clone(),
+        order.placed_at,
+        source,
+        key,
+        Event::OrderPlaced(OrderPlaced { order }),
+    );
+    Ok(Parsed::Events(vec![envelope]))
+}
+
+/// [`verify`], then [`parse`]: what a webhook handler calls. The creation ping (see
+/// [`is_ping`]) is answered with `Ok(Parsed::Ignored { topic: "ping" })`, any other
+/// unsigned delivery with [`AdapterError::MissingSignature`].
+pub fn verify_and_parse<H: Headers + ?Sized>(
+    secrets: &[&[u8]],
+    tenant: &TenantId,
+    headers: &H,
+    body: &[u8],
+    received_at: OffsetDateTime,
+) -> Result<Parsed, AdapterError> {
+    match verify(secrets, headers, body) {
+        Ok(verified) => parse(&verified, tenant, headers, body, received_at),
+        // Safe to acknowledge unsigned: it publishes nothing (see the module docs).
+        Err(AdapterError::MissingSignature) if is_ping(headers, body) => Ok(Parsed::Ignored {
+            topic: TOPIC_PING.to_owned(),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// The order mapping alone, without signature, headers or the draft check, for fuzzing:
+/// never panics on any input. Without `date_created_gmt`, `placed_at` is the Unix epoch.
+pub fn parse_untrusted(body: &[u8]) -> Result<Order, AdapterError> {
+    parse_order(body, OffsetDateTime::UNIX_EPOCH)
+}
+
+fn is_draft(status: &str) -> bool {
+    let status = status.trim();
+    let status = status.strip_prefix("wc-").unwrap_or(status);
+    DRAFT_STATUSES
+        .iter()
+        .any(|draft| draft.eq_ignore_ascii_case(status))
+}
+
+fn parse_order(body: &[u8], fallback_time: OffsetDateTime) -> Result<Order, AdapterError> {
+    let raw: RawOrder = read_json(body)?;
+    raw.into_order(fallback_time)
+}
+
+/// A JSON object read into `T`, with errors sorted into malformed and invalid.
+fn read_json<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, AdapterError> {
+    // serde would also read a struct from a positional array; an order is an object.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(AdapterError::Invalid(
+            "expected a json object, found an array".to_owned(),
+        ));
+    }
+    serde_json::from_slice(body).map_err(json_error)
+}
+
+fn json_error(e: serde_json::Error) -> AdapterError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Eof => AdapterError::MalformedJson(format!(
+            "truncated json at line {} column {}",
+            e.line(),
+            e.column()
+        )),
+        Category::Syntax | Category::Io => AdapterError::MalformedJson(clip(e.to_string())),
+        Category::Data => AdapterError::Invalid(clip(e.to_string())),
+    }
+}
+
+fn clip(mut s: String) -> String {
+    if s.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
+fn missing(field: &str) -> AdapterError {
+    AdapterError::Invalid(format!("missing field `{field}`"))
+}
+
+fn out_of_range(field: &str) -> AdapterError {
+    AdapterError::Invalid(format!("{field}: amount out of range"))
+}
+
+/// WooCommerce's `*_gmt` dates: `2017-03-22T19:28:02`, UTC without an offset. An RFC 3339
+/// date with an offset is accepted too.
+fn parse_gmt(s: &str) -> Option<OffsetDateTime> {
+    let s = s.trim();
+    let naive = format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
+    );
+    PrimitiveDateTime::parse(s, naive)
+        .map(PrimitiveDateTime::assume_utc)
+        .or_else(|_| OffsetDateTime::parse(s, &Rfc3339))
+        .ok()
+}
+
+/// The trimmed value, unless absent or blank.
+fn text<S: AsRef<str>>(s: &Option<S>) -> Option<String> {
+    s.as_ref()
+        .map(AsRef::as_ref)
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+}
+
+/// An ISO 3166-1 alpha-2 code, uppercased, or nothing.
+fn country_code(s: &Option<String>) -> Option<String> {
+    let t = s.as_deref()?.trim();
+    (t.len() == 2 && t.bytes().all(|b| b.is_ascii_alphabetic())).then(|| t.to_ascii_uppercase())
+}
+
+fn money(field: &str, amount: &str, currency: &Currency) -> Result<Money, AdapterError> {
+    Money::parse_decimal(amount, currency.clone())
+        .map_err(|e| AdapterError::Invalid(clip(format!("{field}: {e}"))))
+}
+
+/// An optional amount: absent or blank is zero.
+fn money_or_zero(
+    field: &str,
+    amount: &Option<Amount>,
+    currency: &Currency,
+) -> Result<Money, AdapterError> {
+    match text(amount) {
+        Some(a) => money(field, &a, currency),
+        None => Ok(Money::zero(currency.clone())),
+    }
+}
+
+/// A line's unit price from WooCommerce's `price`, which is the line total divided by the
+/// quantity in PHP floating point (so already net of coupons). When that division does not
+/// end within the currency's decimals (`10.00 / 3` arrives as `3.3333333333333335`), the
+/// unit price is the exact line total divided by the quantity, rounded half to even, provided
+/// `price` agrees with it to one minor unit; any other excess of decimals is rejected.
+fn unit_price(
+    field: &str,
+    price: &str,
+    quantity: u32,
+    line_total: Option<&Money>,
+    currency: &Currency,
+) -> Result<Money, AdapterError> {
+    let err = match Money::parse_decimal(price, currency.clone()) {
+        Ok(m) => return Ok(m),
+        Err(e) => e,
+    };
+    if let Some(total) = line_total
+        && quantity > 0
+        && let Some(rounded) = round_decimal(price, currency.exponent())
+    {
+        let derived = div_round_half_even(total.minor, quantity);
+        if (i128::from(rounded) - i128::from(derived)).abs() <= 1 {
+            return Ok(Money {
+                minor: derived,
+                currency: currency.clone(),
+            });
+        }
+        return Err(AdapterError::Invalid(clip(format!(
+            "{field}: {price:?} has more than {} decimals for {currency} and is not the line total divided by the quantity",
+            currency.exponent()
+        ))));
+    }
+    Err(AdapterError::Invalid(clip(format!("{field}: {err}"))))
+}
+
+/// A plain decimal (`-12.345`, no exponent) in units of 10^-`exp`, rounded half to even.
+fn round_decimal(s: &str, exp: u32) -> Option<i64> {
+    let t = s.trim();
+    let (neg, t) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t),
+    };
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty() || !digits(int) || !digits(frac) {
+        return None;
+    }
+    let exp = usize::try_from(exp).ok()?;
+    let (kept, rest) = frac.split_at(frac.len().min(exp));
+    let mut minor: i64 = format!("{int}{kept:0<exp$}").parse().ok()?;
+    let mut rest = rest.bytes();
+    let up = match rest.next() {
+        Some(b'6'..=b'9') => true,
+        Some(b'5') => rest.any(|b| b != b'0') || minor % 2 == 1,
+        _ => false,
+    };
+    if up {
+        minor = minor.checked_add(1)?;
+    }
+    Some(if neg { -minor } else { minor })
+}
+
+/// `n / d` rounded half to even.
+fn div_round_half_even(n: i64, d: u32) -> i64 {
+    let d = i64::from(d.max(1));
+    let (q, r) = (n.div_euclid(d), n.rem_euclid(d));
+    // 0 <= r < d <= u32::MAX, so 2r cannot overflow; and q + 1 cannot, because r > 0
+    // means d >= 2, so |q| <= |n| / 2 + 1.
+    if 2 * r > d || (2 * r == d && q % 2 != 0) {
+        q + 1
+    } else {
+        q
+    }
+}
+
+/// Decodes the HTML entities WordPress leaves in product names (`Ship Your Idea &ndash;
+/// Color: Black`, `Salt &amp; Pepper`): the XML five, common typographic ones and numeric
+/// references. Anything else, or a reference to a control character, stays as it is.
+fn decode_entities(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        // The name runs to the first `;` within a few bytes (ASCII, so a char boundary).
+        let decoded = rest
+            .bytes()
+            .take(12)
+            .position(|b| b == b';')
+            .and_then(|end| rest.get(1..end))
+            .and_then(|name| entity(name).map(|c| (c, name.len() + 2)));
+        match decoded {
+            Some((c, len)) => {
+                out.push(c);
+                rest = &rest[len..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn entity(name: &str) -> Option<char> {
+    let c = match name {
+        "amp" => '&',
+        "lt" => '<',
+        "gt" => '>',
+        "quot" => '"',
+        "apos" => '\'',
+        "nbsp" => '\u{a0}',
+        "ndash" => '–',
+        "mdash" => '—',
+        "hellip" => '…',
+        "lsquo" => '‘',
+        "rsquo" => '’',
+        "sbquo" => '‚',
+        "ldquo" => '“',
+        "rdquo" => '”',
+        "bdquo" => '„',
+        "laquo" => '«',
+        "raquo" => '»',
+        "times" => '×',
+        "middot" => '·',
+        "bull" => '•',
+        "deg" => '°',
+        "trade" => '™',
+        "reg" => '®',
+        "copy" => '©',
+        "euro" => '€',
+        "pound" => '£',
+        "yen" => '¥',
+        "cent" => '¢',
+        _ => {
+            let num = name.strip_prefix('#')?;
+            let code = match num.strip_prefix(['x', 'X']) {
+                Some(hex) if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    u32::from_str_radix(hex, 16).ok()?
+                }
+                None if !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) => {
+                    num.parse().ok()?
+                }
+                _ => return None,
+            };
+            char::from_u32(code).filter(|c| !c.is_control())?
+        }
+    };
+    Some(c)
+}
+
+/// A WooCommerce id: a JSON integer or a string of ASCII digits, within `u64`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Id(u64);
+
+impl Id {
+    /// WooCommerce writes 0 for "none" (a guest's `customer_id`, a simple product's
+    /// `variation_id`).
+    fn nonzero(id: Option<Id>) -> Option<ExternalId> {
+        id.filter(|id| id.0 != 0).map(|id| ExternalId::from(id.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct IdVisitor;
+
+        impl Visitor<'_> for IdVisitor {
+            type Value = Id;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an id (a non-negative integer or a string of digits up to 18446744073709551615)")
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Id, E> {
+                Ok(Id(v))
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Id, E> {
+                u64::try_from(v)
+                    .map(Id)
+                    .map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Id, E> {
+                let digits = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+                match v.parse::<u64>() {
+                    Ok(n) if digits => Ok(Id(n)),
+                    _ => Err(E::invalid_value(Unexpected::Str(v), &self)),
+                }
+            }
+        }
+
+        d.deserialize_any(IdVisitor)
+    }
+}
+
+/// A money amount: a decimal string (`"29.35"`), or a JSON number kept as its decimal text
+/// (`3` → `"3"`, `12.5` → `"12.5"`). serde_json has already parsed a non-integer number into
+/// an `f64`; its shortest round-trip text is the text that was sent for every amount that
+/// fits the currency exactly, and anything else fails [`Money::parse_decimal`] (more
+/// decimals, an exponent) instead of being rounded silently.
+struct Amount(String);
+
+impl AsRef<str> for Amount {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct AmountVisitor;
+
+        impl Visitor<'_> for AmountVisitor {
+            type Value = Amount;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a decimal amount (a string or a number)")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Amount, E> {
+                Ok(Amount(v.to_owned()))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Amount, E> {
+                Ok(Amount(serde_json::Number::from(v).to_string()))
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Amount, E> {
+                Ok(Amount(serde_json::Number::from(v).to_string()))
+            }
+
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Amount, E> {
+                serde_json::Number::from_f64(v)
+                    .map(|n| Amount(n.to_string()))
+                    .ok_or_else(|| E::invalid_value(Unexpected::Float(v), &self))
+            }
+        }
+
+        d.deserialize_any(AmountVisitor)
+    }
+}
+
+/// A label such as the order `number`: a string, or an integer written out.
+struct Label(String);
+
+impl AsRef<str> for Label {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Label {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct LabelVisitor;
+
+        impl Visitor<'_> for LabelVisitor {
+            type Value = Label;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an integer")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Label, E> {
+                Ok(Label(v.to_owned()))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Label, E> {
+                Ok(Label(v.to_string()))
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Label, E> {
+                Ok(Label(v.to_string()))
+            }
+        }
+
+        d.deserialize_any(LabelVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "an order object")]
+struct RawStatus {
+    status: Option<String>,
+}
+
+/// The fields of the REST v3 order JSON that Postflow uses. Everything else is ignored.
+#[derive(Deserialize)]
+#[serde(expecting = "an order object")]
+struct RawOrder {
+    id: Option<Id>,
+    number: Option<Label>,
+    currency: Option<String>,
+    date_created_gmt: Option<String>,
+    customer_id: Option<Id>,
+    billing: Option<RawAddress>,
+    shipping: Option<RawAddress>,
+    line_items: Option<Vec<RawLine>>,
+    shipping_total: Option<Amount>,
+    total_tax: Option<Amount>,
+    discount_total: Option<Amount>,
+    total: Option<Amount>,
+}
+
+/// `billing` and `shipping` (only `billing` has `email`).
+#[derive(Deserialize)]
+#[serde(expecting = "an address object")]
+struct RawAddress {
+    first_name: Option<String>,
+    last_name: Option<String>,
+    company: Option<String>,
+    address_1: Option<String>,
+    address_2: Option<String>,
+    city: Option<String>,
+    state: Option<String>,
+    postcode: Option<String>,
+    country: Option<String>,
+    email: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "a line item object")]
+struct RawLine {
+    name: Option<String>,
+    product_id: Option<Id>,
+    variation_id: Option<Id>,
+    sku: Option<String>,
+    quantity: Option<u32>,
+    /// Before coupons.
+    subtotal: Option<Amount>,
+    /// After coupons.
+    total: Option<Amount>,
+    price: Option<Amount>,
+}
+
+impl RawOrder {
+    fn into_order(self, fallback_time: OffsetDateTime) -> Result<Order, AdapterError> {
+        let id = self.id.ok_or_else(|| missing("id"))?;
+        let currency = text(&self.currency).ok_or_else(|| missing("currency"))?;
+        let currency = Currency::parse(&currency)
+            .map_err(|e| AdapterError::Invalid(clip(format!("currency: {e}"))))?;
+        let total = text(&self.total).ok_or_else(|| missing("total"))?;
+        let total = money("total", &total, &currency)?;
+        let raw_lines = self
+            .line_items
+            .as_ref()
+            .ok_or_else(|| missing("line_items"))?;
+
+        // WooCommerce's order subtotal is the sum of the lines before coupons; the coupons
+        // are in `discount_total`, so subtotal − discounts + shipping + tax (+ fees) = total.
+        let mut lines = Vec::with_capacity(raw_lines.len());
+        let mut subtotal = 0i64;
+        for (i, line) in raw_lines.iter().enumerate() {
+            let (line, line_subtotal) = line.to_line(i, &currency)?;
+            subtotal = subtotal
+                .checked_add(line_subtotal)
+                .ok_or_else(|| out_of_range("line_items[].subtotal"))?;
+            lines.push(line);
+        }
+
+        // What the customer sees: WooCommerce shows `Order #727`.
+        let number = match text(&self.number) {
+            Some(n) if n.starts_with('#') => n,
+            Some(n) => format!("#{n}"),
+            None => format!("#{}", id.0),
+        };
+
+        Ok(Order {
+            id: ExternalId::from(id.0),
+            number,
+            placed_at: self
+                .date_created_gmt
+                .as_deref()
+                .and_then(parse_gmt)
+                .unwrap_or(fallback_time),
+            customer: self.customer(),
+            lines,
+            subtotal: Money {
+                minor: subtotal,
+                currency: currency.clone(),
+            },
+            shipping: money_or_zero("shipping_total", &self.shipping_total, &currency)?,
+            tax: money_or_zero("total_tax", &self.total_tax, &currency)?,
+            discounts: money_or_zero("discount_total", &self.discount_total, &currency)?,
+            total,
+            shipping_address: self.shipping.as_ref().and_then(RawAddress::to_address),
+            status_url: None,
+            test: false,
+            currency,
+        })
+    }
+
+    fn customer(&self) -> Customer {
+        let billing = self.billing.as_ref();
+        let email = billing
+            .and_then(|b| b.email.as_deref())
+            .and_then(|e| EmailAddress::parse(e).ok());
+        // Both names from the first address that has either, so names are never mixed.
+        let (first_name, last_name) = [billing, self.shipping.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(RawAddress::names)
+            .find(|(first, last)| first.is_some() || last.is_some())
+            .unwrap_or((None, None));
+        let country = [self.shipping.as_ref(), billing]
+            .into_iter()
+            .flatten()
+            .find_map(|a| country_code(&a.country));
+        Customer {
+            id: Id::nonzero(self.customer_id),
+            email,
+            first_name,
+            last_name,
+            locale: None,
+            country,
+            accepts_marketing: None,
+        }
+    }
+}
+
+impl RawLine {
+    /// The line, and its subtotal before coupons in minor units.
+    fn to_line(&self, i: usize, currency: &Currency) -> Result<(OrderLine, i64), AdapterError> {
+        let field = |name: &str| format!("line_items[{i}].{name}");
+        let title = text(&self.name)
+            .map(|n| decode_entities(&n))
+            .ok_or_else(|| missing(&field("name")))?;
+        let quantity = self.quantity.ok_or_else(|| missing(&field("quantity")))?;
+        let line_total = text(&self.total)
+            .map(|t| money(&field("total"), &t, currency))
+            .transpose()?;
+        let price = text(&self.price).ok_or_else(|| missing(&field("price")))?;
+        let unit_price = unit_price(
+            &field("price"),
+            &price,
+            quantity,
+            line_total.as_ref(),
+            currency,
+        )?;
+        let total = match line_total {
+            Some(total) => total,
+            None => Money {
+                minor: unit_price
+                    .minor
+                    .checked_mul(i64::from(quantity))
+                    .ok_or_else(|| out_of_range(&format!("line_items[{i}]")))?,
+                currency: currency.clone(),
+            },
+        };
+        let subtotal = match text(&self.subtotal) {
+            Some(s) => money(&field("subtotal"), &s, currency)?.minor,
+            None => total.minor,
+        };
+        let line = OrderLine {
+            product_id: Id::nonzero(self.product_id),
+            variant_id: Id::nonzero(self.variation_id),
+            sku: text(&self.sku),
+            title,
+            variant_title: None,
+            quantity,
+            unit_price,
+            total,
+            image_url: None,
+            url: None,
+        };
+        Ok((line, subtotal))
+    }
+}
+
+impl RawAddress {
+    fn names(&self) -> (Option<String>, Option<String>) {
+        (text(&self.first_name), text(&self.last_name))
+    }
+
+    /// The address, unless every field we use is blank (orders of virtual goods).
+    fn to_address(&self) -> Option<Address> {
+        let name = match self.names() {
+            (Some(first), Some(last)) => Some(format!("{first} {last}")),
+            (first, last) => first.or(last),
+        };
+        let address = Address {
+            name,
+            company: text(&self.company),
+            lines: [&self.address_1, &self.address_2]
+                .into_iter()
+                .filter_map(text)
+                .collect(),
+            city: text(&self.city),
+            region: text(&self.state),
+            postal_code: text(&self.postcode),
+            country: country_code(&self.country),
+        };
+        let empty = address.name.is_none()
+            && address.company.is_none()
+            && address.lines.is_empty()
+            && address.city.is_none()
+            && address.region.is_none()
+            && address.postal_code.is_none()
+            && address.country.is_none();
+        (!empty).then_some(address)
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const SAMPLE: &[u8] = include_bytes!(
+        "../../../../../shared/reference/webhooks/woocommerce_order_v3_payload.json"
+    );
+    const SECRET: &[u8] = b"wc-secret-current";
+    const OLD_SECRET: &[u8] = b"wc-secret-previous";
+
+    fn tenant() -> TenantId {
+        TenantId::parse("demo").unwrap()
+    }
+
+    fn received() -> OffsetDateTime {
+        datetime!(2026-01-02 03:04:05 UTC)
+    }
+
+    fn sample_text() -> String {
+        String::from_utf8(SAMPLE.to_vec()).unwrap()
+    }
+
+    /// The sample with the first occurrence of `from` replaced by `to`.
+    fn sample_replacing(from: &str, to: &str) -> Vec<u8> {
+        let text = sample_text();
+        assert!(text.contains(from), "{from:?} not in the sample");
+        text.replacen(from, to, 1).into_bytes()
+    }
+
+    /// The sample after `edit` on its JSON value.
+    fn sample_with(edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+        let mut v: serde_json::Value = serde_json::from_slice(SAMPLE).unwrap();
+        edit(&mut v);
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    /// Headers of a delivery as `WC_Webhook::deliver()` sends them, signed with `secret`.
+    fn delivery(
+        topic: &str,
+        body: &[u8],
+        secret: &[u8],
+        delivery_id: &str,
+    ) -> Vec<(String, String)> {
+        let (resource, event) = topic.split_once('.').unwrap_or((topic, ""));
+        [
+            ("Content-Type", "application/json".to_owned()),
+            (
+                "User-Agent",
+                "WooCommerce/9.9.0 Hookshot (WordPress/6.8)".to_owned(),
+            ),
+            ("X-WC-Webhook-Source", "https://shop.example/".to_owned()),
+            ("X-WC-Webhook-Topic", topic.to_owned()),
+            ("X-WC-Webhook-Resource", resource.to_owned()),
+            ("X-WC-Webhook-Event", event.to_owned()),
+            ("X-WC-Webhook-Signature", sign(secret, body)),
+            ("X-WC-Webhook-ID", "12".to_owned()),
+            ("X-WC-Webhook-Delivery-ID", delivery_id.to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    fn run(headers: &[(String, String)], body: &[u8]) -> Result<Parsed, AdapterError> {
+        verify_and_parse(&[OLD_SECRET, SECRET], &tenant(), headers, body, received())
+    }
+
+    fn envelope(headers: &[(String, String)], body: &[u8]) -> Envelope {
+        match run(headers, body).unwrap() {
+            Parsed::Events(mut events) => {
+                assert_eq!(events.len(), 1);
+                events.pop().unwrap()
+            }
+            other => panic!("expected events, got {other:?}"),
+        }
+    }
+
+    fn order(body: &[u8]) -> Order {
+        let env = envelope(&delivery("order.created", body, SECRET, "d-1"), body);
+        match env.event {
+            Event::OrderPlaced(OrderPlaced { order }) => order,
+            other => panic!("expected order.placed, got {other:?}"),
+        }
+    }
+
+    fn usd(minor: i64) -> Money {
+        Money {
+            minor,
+            currency: Currency::parse("USD").unwrap(),
+        }
+    }
+
+    fn ignored(topic: &str) -> Result<Parsed, AdapterError> {
+        Ok(Parsed::Ignored {
+            topic: topic.to_owned(),
+        })
+    }
+
+    fn is_invalid_naming(result: Result<Order, AdapterError>, field: &str) -> bool {
+        matches!(result, Err(AdapterError::Invalid(m)) if m.contains(field))
+    }
+
+    /// The sample with line 0 given `price`, `quantity` and `total` (subtotal = total).
+    fn with_line(price: serde_json::Value, quantity: u32, total: &str) -> Vec<u8> {
+        sample_with(|v| {
+            let line = &mut v["line_items"][0];
+            line["price"] = price;
+            line["quantity"] = quantity.into();
+            line["total"] = total.into();
+            line["subtotal"] = total.into();
+        })
+    }
+
+    #[test]
+    fn official_sample_maps_exactly() {
+        let env = envelope(&delivery("order.created", SAMPLE, SECRET, "d-1"), SAMPLE);
+        assert_eq!(env.tenant, tenant());
+        assert_eq!(env.idempotency_key, "woocommerce:order:727:placed");
+        assert_eq!(
+            env.source,
+            Source {
+                system: "woocommerce".to_owned(),
+                delivery_id: Some("d-1".to_owned()),
+                topic: Some("order.created".to_owned()),
+            }
+        );
+        // `date_created_gmt`; `date_created` (16:28:02) is shop-local time without an offset.
+        assert_eq!(env.occurred_at, datetime!(2017-03-22 19:28:02 UTC));
+        let Event::OrderPlaced(OrderPlaced { order }) = env.event.clone() else {
+            panic!()
+        };
+
+        assert_eq!(order.id.as_str(), "727");
+        assert_eq!(order.number, "#727");
+        assert_eq!(order.currency.as_str(), "USD");
+        assert_eq!(order.placed_at, datetime!(2017-03-22 19:28:02 UTC));
+        assert_eq!(order.subtotal, usd(1800)); // 6.00 + 12.00
+        assert_eq!(order.shipping, usd(1000));
+        assert_eq!(order.tax, usd(135));
+        assert_eq!(order.discounts, usd(0));
+        assert_eq!(order.total, usd(2935)); // 18.00 + 10.00 + 1.35
+        assert!(!order.test);
+        assert_eq!(order.status_url, None);
+
+        let c = &order.customer;
+        assert_eq!(c.id, None); // customer_id 0: a guest
+        assert_eq!(
+            c.email.as_ref().map(EmailAddress::as_str),
+            Some("john.doe@example.com")
+        );
+        assert_eq!(
+            (c.first_name.as_deref(), c.last_name.as_deref()),
+            (Some("John"), Some("Doe"))
+        );
+        assert_eq!(
+            (c.locale.as_deref(), c.country.as_deref()),
+            (None, Some("US"))
+        );
+        assert_eq!(c.accepts_marketing, None);
+
+        let got: Vec<_> = order
+            .lines
+            .iter()
+            .map(|l| {
+                (
+                    l.title.as_str(),
+                    l.sku.as_deref(),
+                    l.quantity,
+                    l.unit_price.minor,
+                    l.total.minor,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("Woo Single #1", None, 2, 300, 600),
+                (
+                    "Ship Your Idea – Color: Black, Size: M Test",
+                    Some("Bar3"),
+                    1,
+                    1200,
+                    1200
+                ),
+            ]
+        );
+        assert_eq!(order.lines[0].product_id, Some(ExternalId::new("93")));
+        assert_eq!(order.lines[0].variant_id, None); // variation_id 0
+        assert_eq!(order.lines[1].product_id, Some(ExternalId::new("22")));
+        assert_eq!(order.lines[1].variant_id, Some(ExternalId::new("23")));
+        assert!(
+            order
+                .lines
+                .iter()
+                .all(|l| l.total.currency == order.currency)
+        );
+
+        assert_eq!(
+            order.shipping_address,
+            Some(Address {
+                name: Some("John Doe".to_owned()),
+                company: None,
+                lines: vec!["969 Market".to_owned()],
+                city: Some("San Francisco".to_owned()),
+                region: Some("CA".to_owned()),
+                postal_code: Some("94103".to_owned()),
+                country: Some("US".to_owned()),
+            })
+        );
+
+        let json = serde_json::to_value(&env).unwrap();
+        assert_eq!(json["type"], "order.placed");
+        assert_eq!(json["data"]["order"]["id"], "727");
+        assert_eq!(json["data"]["order"]["lines"][1]["variant_id"], "23");
+        assert_eq!(parse_untrusted(SAMPLE).unwrap(), order);
+    }
+
+    #[test]
+    fn the_creation_ping_is_acknowledged_without_a_signature() {
+        // What `WC_Webhook::deliver_ping()` sends: a form body and no X-WC headers.
+        let headers = vec![
+            (
+                "Content-Type".to_owned(),
+                "application/x-www-form-urlencoded".to_owned(),
+            ),
+            (
+                "User-Agent".to_owned(),
+                "WooCommerce/9.9.0 Hookshot (WordPress/6.8)".to_owned(),
+            ),
+        ];
+        assert_eq!(run(&headers, b"webhook_id=12"), ignored("ping"));
+        assert_eq!(run(&[], b"webhook_id=1234567890"), ignored("ping"));
+        assert!(is_ping(&headers, b"webhook_id=12"));
+        // Even with no secret configured: the ping publishes nothing.
+        assert_eq!(
+            verify_and_parse(&[], &tenant(), &headers, b"webhook_id=7", received()),
+            ignored("ping")
+        );
+        // verify alone still says the ping is unsigned.
+        assert_eq!(
+            verify(&[SECRET], &headers, b"webhook_id=12").unwrap_err(),
+            AdapterError::MissingSignature
+        );
+    }
+
+    #[test]
+    fn anything_else_unsigned_is_refused() {
+        for body in [
+            &b"webhook_id="[..],
+            b"webhook_id=12&x=1",
+            b"webhook_id=12\n",
+            b" webhook_id=12",
+            b"webhook_id=-1",
+            b"webhook_id=abc",
+            b"WEBHOOK_ID=12",
+            b"",
+            SAMPLE,
+        ] {
+            assert_eq!(
+                run(&[], body),
+                Err(AdapterError::MissingSignature),
+                "{body:?}"
+            );
+        }
+        // A ping-shaped body with a topic header (even a blank one) is not the ping.
+        for topic in ["order.created", "order.updated", ""] {
+            let headers = [("X-WC-Webhook-Topic", topic)];
+            assert_eq!(
+                verify_and_parse(&[SECRET], &tenant(), &headers, b"webhook_id=12", received()),
+                Err(AdapterError::MissingSignature),
+                "{topic:?}"
+            );
+        }
+        // A signed ping-shaped body goes through verification like any delivery.
+        let headers = [("X-WC-Webhook-Signature", sign(b"wrong", b"webhook_id=12"))];
+        assert_eq!(
+            verify_and_parse(&[SECRET], &tenant(), &headers, b"webhook_id=12", received()),
+            Err(AdapterError::BadSignature)
+        );
+        let headers = [("X-WC-Webhook-Signature", sign(SECRET, b"webhook_id=12"))];
+        assert_eq!(
+            verify_and_parse(&[SECRET], &tenant(), &headers, b"webhook_id=12", received()),
+            Err(AdapterError::MissingHeader("x-wc-webhook-topic"))
+        );
+    }
+
+    #[test]
+    fn second_of_two_secrets_verifies_during_rotation() {
+        let headers = delivery("order.created", SAMPLE, SECRET, "d-1");
+        assert!(verify(&[OLD_SECRET, SECRET], &headers, SAMPLE).is_ok());
+        assert_eq!(
+            verify(&[OLD_SECRET], &headers, SAMPLE).unwrap_err(),
+            AdapterError::BadSignature
+        );
+        assert_eq!(
+            verify(&[], &headers, SAMPLE).unwrap_err(),
+            AdapterError::BadSignature
+        );
+        assert!(matches!(run(&headers, SAMPLE), Ok(Parsed::Events(_))));
+    }
+
+    #[test]
+    fn wrong_missing_or_undecodable_signatures_are_refused() {
+        let headers = delivery("order.created", SAMPLE, b"someone-else", "d-1");
+        assert_eq!(run(&headers, SAMPLE), Err(AdapterError::BadSignature));
+        // A valid signature over another body does not carry over, and garbage with a bad
+        // signature is a signature error, not a json error.
+        let headers = delivery("order.created", b"{}", SECRET, "d-1");
+        assert_eq!(run(&headers, SAMPLE), Err(AdapterError::BadSignature));
+        assert_eq!(run(&headers, b"not json"), Err(AdapterError::BadSignature));
+
+        let good = sign(SECRET, SAMPLE);
+        for bad in [
+            "%%%not-base64%%%",
+            &good[..good.len() - 2],
+            "AAAA",
+            &good.replace('=', ""),
+            &good.to_lowercase(),
+        ] {
+            let mut headers = delivery("order.created", SAMPLE, SECRET, "d-1");
+            headers[6].1 = bad.to_owned();
+            assert_eq!(
+                run(&headers, SAMPLE),
+                Err(AdapterError::BadSignature),
+                "{bad:?}"
+            );
+        }
+
+        let mut headers = delivery("order.created", SAMPLE, SECRET, "d-1");
+        headers.retain(|(k, _)| k != "X-WC-Webhook-Signature");
+        assert_eq!(run(&headers, SAMPLE), Err(AdapterError::MissingSignature));
+        headers.push(("x-wc-webhook-signature".to_owned(), " ".to_owned()));
+        assert_eq!(run(&headers, SAMPLE), Err(AdapterError::MissingSignature));
+    }
+
+    #[test]
+    fn header_names_match_in_any_case() {
+        let headers: Vec<(String, String)> = delivery("order.created", SAMPLE, SECRET, "d-9")
+            .into_iter()
+            .map(|(k, v)| (k.to_lowercase(), v))
+            .collect();
+        assert_eq!(
+            envelope(&headers, SAMPLE).source.delivery_id.as_deref(),
+            Some("d-9")
+        );
+        let mut headers = delivery("order.created", SAMPLE, SECRET, "d-9");
+        headers.retain(|(k, _)| k != "X-WC-Webhook-Delivery-ID");
+        assert_eq!(envelope(&headers, SAMPLE).source.delivery_id, None);
+    }
+
+    #[test]
+    fn missing_topic_is_reported_after_verification() {
+        let mut headers = delivery("order.created", SAMPLE, SECRET, "d-1");
+        headers.retain(|(k, _)| k != "X-WC-Webhook-Topic");
+        let err = run(&headers, SAMPLE).unwrap_err();
+        assert_eq!(err, AdapterError::MissingHeader("x-wc-webhook-topic"));
+    }
+
+    #[test]
+    fn other_topics_are_ignored_without_reading_the_body() {
+        for topic in [
+            "order.updated",
+            "order.deleted",
+            "order.restored",
+            "customer.created",
+            "customer.updated",
+            "product.created",
+            "action.woocommerce_payment_complete",
+            "ORDER.CREATED",
+        ] {
+            let body = b"this is not json";
+            let headers = delivery(topic, body, SECRET, "d-1");
+            assert_eq!(run(&headers, body), ignored(topic));
+        }
+        let headers = delivery("order.updated", SAMPLE, SECRET, "d-1");
+        assert_eq!(run(&headers, SAMPLE), ignored("order.updated"));
+    }
+
+    #[test]
+    fn draft_orders_are_ignored() {
+        for status in [
+            "draft",
+            "auto-draft",
+            "checkout-draft",
+            "wc-checkout-draft",
+            "Checkout-Draft",
+        ] {
+            // Even when the rest would not map (no currency).
+            let body = sample_with(|v| {
+                v["status"] = status.into();
+                v.as_object_mut().unwrap().remove("currency");
+            });
+            let headers = delivery("order.created", &body, SECRET, "d-1");
+            assert_eq!(run(&headers, &body), ignored("order.created"), "{status}");
+        }
+        for status in ["pending", "processing", "on-hold", "completed", "failed"] {
+            let body = sample_with(|v| v["status"] = status.into());
+            assert_eq!(order(&body).id.as_str(), "727", "{status}");
+        }
+        let body = sample_with(|v| {
+            v.as_object_mut().unwrap().remove("status");
+        });
+        assert_eq!(order(&body).id.as_str(), "727");
+        let body = sample_with(|v| v["status"] = 5.into());
+        let headers = delivery("order.created", &body, SECRET, "d-1");
+        assert!(matches!(
+            run(&headers, &body),
+            Err(AdapterError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn truncated_body_is_malformed_json() {
+        let body = &SAMPLE[..SAMPLE.len() / 2];
+        let headers = delivery("order.created", body, SECRET, "d-1");
+        match run(&headers, body) {
+            Err(AdapterError::MalformedJson(m)) => {
+                assert!(m.contains("line") && m.contains("column"), "{m}");
+                assert_eq!(m, m.to_lowercase());
+            }
+            other => panic!("expected malformed json, got {other:?}"),
+        }
+        for body in [
+            &b""[..],
+            b"{",
+            b"{\"id\": 1,}",
+            b"\xff\xfe",
+            b"webhook_id=12",
+        ] {
+            let headers = delivery("order.created", body, SECRET, "d-1");
+            assert!(
+                matches!(run(&headers, body), Err(AdapterError::MalformedJson(_))),
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_types_are_errors_not_panics() {
+        let cases = [
+            sample_replacing("\"id\": 727", "\"id\": 727.5"),
+            sample_replacing("\"id\": 727", "\"id\": -727"),
+            sample_replacing("\"id\": 727", "\"id\": \"72x\""),
+            sample_replacing("\"id\": 727", "\"id\": true"),
+            sample_replacing("\"total\": \"29.35\"", "\"total\": \"29,35\""),
+            sample_replacing("\"total\": \"29.35\"", "\"total\": \"29.355\""),
+            sample_replacing("\"total\": \"29.35\"", "\"total\": true"),
+            sample_replacing("\"total\": \"29.35\"", "\"total\": \"2.9e1\""),
+            sample_replacing("\"currency\": \"USD\"", "\"currency\": \"US Dollar\""),
+            sample_replacing("\"customer_id\": 0", "\"customer_id\": -1"),
+            sample_replacing("\"price\": 3", "\"price\": \"three\""),
+            sample_replacing("\"price\": 3", "\"price\": [3]"),
+            sample_replacing("\"price\": 3", "\"price\": 1e400"),
+            sample_replacing("\"quantity\": 2", "\"quantity\": \"2\""),
+            sample_replacing("\"quantity\": 2", "\"quantity\": 1.5"),
+            sample_replacing("\"quantity\": 2", "\"quantity\": -2"),
+            sample_replacing("\"quantity\": 2", "\"quantity\": 4294967296"),
+            sample_replacing("\"product_id\": 93", "\"product_id\": 9.3"),
+            sample_replacing("\"billing\": {", "\"billing\": 7, \"x\": {"),
+            sample_replacing("\"line_items\": [", "\"line_items\": {\"a\": ["),
+            sample_replacing("\"number\": \"727\"", "\"number\": {}"),
+            br#"[1, 2, 3]"#.to_vec(),
+            br#""order""#.to_vec(),
+            br#"{"id": 1, "id": 2, "currency": "USD", "total": "1", "line_items": []}"#.to_vec(),
+        ];
+        for body in cases {
+            let result = parse_untrusted(&body);
+            assert!(
+                matches!(
+                    result,
+                    Err(AdapterError::Invalid(_) | AdapterError::MalformedJson(_))
+                ),
+                "{result:?} for {}",
+                String::from_utf8_lossy(&body[..body.len().min(80)])
+            );
+            let headers = delivery("order.created", &body, SECRET, "d-1");
+            assert!(run(&headers, &body).is_err());
+        }
+        let err = parse_untrusted(&sample_replacing("\"id\": 727", "\"id\": 727.5"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`727.5`, expected an id") && err.contains("line 2 column"),
+            "{err}"
+        );
+        assert_eq!(
+            parse_untrusted(br#"["727", null, "USD"]"#),
+            Err(AdapterError::Invalid(
+                "expected a json object, found an array".to_owned()
+            ))
+        );
+    }
+
+    #[test]
+    fn ids_accept_integers_and_digit_strings_up_to_u64_max() {
+        let max = sample_replacing("\"id\": 727", "\"id\": 18446744073709551615");
+        let o = order(&max);
+        assert_eq!(o.id.as_str(), "18446744073709551615");
+        assert_eq!(o.number, "#727");
+        let env = envelope(&delivery("order.created", &max, SECRET, "d-1"), &max);
+        assert_eq!(
+            env.idempotency_key,
+            "woocommerce:order:18446744073709551615:placed"
+        );
+        let as_string = sample_replacing("\"id\": 727", "\"id\": \"9007199254740993\"");
+        assert_eq!(order(&as_string).id.as_str(), "9007199254740993"); // 2^53 + 1, exact
+
+        for too_big in ["18446744073709551616", "\"18446744073709551616\"", "1e19"] {
+            let body = sample_replacing("\"id\": 727", &format!("\"id\": {too_big}"));
+            assert!(
+                is_invalid_naming(parse_untrusted(&body), "id"),
+                "{too_big} accepted"
+            );
+        }
+
+        let body = sample_with(|v| {
+            v["customer_id"] = u64::MAX.into();
+            v["line_items"][1]["variation_id"] = "18446744073709551615".into();
+        });
+        let o = order(&body);
+        assert_eq!(o.customer.id, Some(ExternalId::new("18446744073709551615")));
+        assert_eq!(
+            o.lines[1].variant_id,
+            Some(ExternalId::new("18446744073709551615"))
+        );
+    }
+
+    #[test]
+    fn price_is_read_exactly_as_a_number_or_a_string() {
+        let unit = |body: &[u8]| {
+            let l = &order(body).lines[0];
+            (l.unit_price.minor, l.total.minor)
+        };
+        // Numbers: integers, and floats through their shortest decimal text.
+        assert_eq!(unit(&with_line(3.into(), 2, "6.00")), (300, 600));
+        assert_eq!(
+            unit(&with_line(serde_json::json!(2.5), 2, "5.00")),
+            (250, 500)
+        );
+        assert_eq!(
+            unit(&with_line(serde_json::json!(0.1), 3, "0.30")),
+            (10, 30)
+        );
+        assert_eq!(
+            unit(&with_line(serde_json::json!(19.99), 1, "19.99")),
+            (1999, 1999)
+        );
+        assert_eq!(
+            unit(&with_line(serde_json::json!(3.0), 2, "6.00")),
+            (300, 600)
+        );
+        assert_eq!(unit(&with_line(0.into(), 1, "0.00")), (0, 0));
+        // Strings (`wc_format_decimal` in some versions).
+        assert_eq!(unit(&with_line("3.00".into(), 2, "6.00")), (300, 600));
+        assert_eq!(unit(&with_line("3".into(), 2, "6.00")), (300, 600));
+        assert_eq!(unit(&with_line("12.340".into(), 1, "12.34")), (1234, 1234));
+        // As written in the body (not through serde_json::Value).
+        let body = sample_replacing("\"price\": 3", "\"price\": 3.10");
+        assert_eq!(order(&body).lines[0].unit_price, usd(310));
+        // Above 2^53, where an f64 would round (to 92233720368547760).
+        let body = sample_replacing("\"price\": 3", "\"price\": 92233720368547758");
+        assert_eq!(
+            order(&body).lines[0].unit_price.minor,
+            9_223_372_036_854_775_800
+        );
+        // Order amounts are strings in WooCommerce, but a number is read the same way.
+        let body = sample_replacing("\"total\": \"29.35\"", "\"total\": 29.35");
+        assert_eq!(order(&body).total, usd(2935));
+        let body = sample_replacing("\"total_tax\": \"1.35\"", "\"total_tax\": 1.355");
+        assert!(is_invalid_naming(parse_untrusted(&body), "total_tax"));
+        // JPY has no decimals.
+        let body = sample_with(|v| {
+            v["currency"] = "JPY".into();
+            v["line_items"] = serde_json::json!([{"name": "Tea", "quantity": 2, "price": 1200, "subtotal": "2400", "total": "2400"}]);
+            v["shipping_total"] = "500".into();
+            v["total_tax"] = "0".into();
+            v["discount_total"] = "0".into();
+            v["total"] = "2900".into();
+        });
+        let o = order(&body);
+        assert_eq!(
+            (o.lines[0].unit_price.minor, o.subtotal.minor, o.total.minor),
+            (1200, 2400, 2900)
+        );
+    }
+
+    #[test]
+    fn a_price_with_more_decimals_than_the_currency_must_be_total_over_quantity() {
+        // 10.00 / 3 in PHP floats, as `price` arrives when a line does not divide evenly.
+        let body = with_line(serde_json::json!(3.3333333333333335), 3, "10.00");
+        let l = &order(&body).lines[0];
+        assert_eq!((l.unit_price.minor, l.total.minor), (333, 1000));
+        let body = with_line(serde_json::json!(6.666666666666667), 3, "20.00");
+        assert_eq!(order(&body).lines[0].unit_price.minor, 667);
+        let body = with_line("0.025".into(), 2, "0.05");
+        assert_eq!(order(&body).lines[0].unit_price.minor, 2); // half to even
+        // Otherwise more decimals than the currency has is an error, naming the line.
+        for (price, qty, total) in [
+            (serde_json::json!("9.999"), 3, "10.00"),
+            (serde_json::json!(3.347), 1, "3.33"),
+            (serde_json::json!(1e-7), 1, "0.00"),
+            (serde_json::json!(1.5e300), 1, "1.50"),
+        ] {
+            let body = with_line(price.clone(), qty, total);
+            assert!(
+                is_invalid_naming(parse_untrusted(&body), "line_items[0].price"),
+                "{price}"
+            );
+        }
+        // Without a line total there is nothing to check an inexact price against.
+        let body = sample_with(|v| {
+            v["line_items"][0]["price"] = serde_json::json!(3.3333333333333335);
+            v["line_items"][0].as_object_mut().unwrap().remove("total");
+        });
+        assert!(is_invalid_naming(
+            parse_untrusted(&body),
+            "line_items[0].price"
+        ));
+    }
+
+    #[test]
+    fn subtotal_is_before_coupons_and_lines_are_after() {
+        // A 10% coupon on line 0: WooCommerce lowers the line's total and price, keeps its
+        // subtotal, and reports the coupon in discount_total.
+        let body = sample_with(|v| {
+            let line = &mut v["line_items"][0];
+            line["total"] = "5.40".into();
+            line["price"] = serde_json::json!(2.7);
+            v["discount_total"] = "0.60".into();
+            v["total"] = "28.75".into();
+        });
+        let o = order(&body);
+        assert_eq!(
+            (o.lines[0].unit_price.minor, o.lines[0].total.minor),
+            (270, 540)
+        );
+        assert_eq!(o.subtotal, usd(1800));
+        assert_eq!(o.discounts, usd(60));
+        assert_eq!(
+            o.subtotal.minor - o.discounts.minor + o.shipping.minor + o.tax.minor,
+            o.total.minor
+        );
+        // Without line subtotals, the line totals are summed; without totals, price × qty.
+        let body = sample_with(|v| {
+            for line in v["line_items"].as_array_mut().unwrap() {
+                let line = line.as_object_mut().unwrap();
+                line.remove("subtotal");
+                line.remove("total");
+            }
+        });
+        let o = order(&body);
+        assert_eq!((o.lines[0].total.minor, o.subtotal.minor), (600, 1800));
+        let body = sample_with(|v| {
+            v["line_items"][0]["quantity"] = u32::MAX.into();
+            v["line_items"][0]["price"] = "90000000000000000.00".into();
+            v["line_items"][0].as_object_mut().unwrap().remove("total");
+        });
+        assert!(is_invalid_naming(parse_untrusted(&body), "line_items[0]"));
+        let body = sample_with(|v| {
+            v["line_items"][0]["subtotal"] = "92233720368547758.07".into();
+        });
+        assert!(is_invalid_naming(parse_untrusted(&body), "subtotal"));
+    }
+
+    #[test]
+    fn the_same_order_delivered_twice_has_one_idempotency_key() {
+        let a = envelope(&delivery("order.created", SAMPLE, SECRET, "d-a"), SAMPLE);
+        let b = envelope(
+            &delivery("order.created", SAMPLE, OLD_SECRET, "d-b"),
+            SAMPLE,
+        );
+        assert_eq!(a.idempotency_key, b.idempotency_key);
+        assert_eq!(a.id, b.id);
+        assert_ne!(a.source.delivery_id, b.source.delivery_id);
+        // A different tenant's order with the same WooCommerce id is a different event.
+        let other = verify_and_parse(
+            &[SECRET],
+            &TenantId::parse("other-shop").unwrap(),
+            &delivery("order.created", SAMPLE, SECRET, "d-a"),
+            SAMPLE,
+            received(),
+        )
+        .unwrap();
+        let Parsed::Events(other) = other else {
+            panic!()
+        };
+        assert_eq!(other[0].idempotency_key, a.idempotency_key);
+        assert_ne!(other[0].id, a.id);
+    }
+
+    #[test]
+    fn missing_required_fields_are_named() {
+        for field in ["id", "currency", "total", "line_items"] {
+            let body = sample_with(|v| {
+                v.as_object_mut().unwrap().remove(field);
+            });
+            assert!(is_invalid_naming(parse_untrusted(&body), field), "{field}");
+            let body = sample_with(|v| v[field] = serde_json::Value::Null);
+            assert!(
+                is_invalid_naming(parse_untrusted(&body), field),
+                "{field} null"
+            );
+        }
+        for field in ["name", "quantity", "price"] {
+            let body = sample_with(|v| {
+                v["line_items"][1].as_object_mut().unwrap().remove(field);
+            });
+            let expected = format!("line_items[1].{field}");
+            assert!(
+                is_invalid_naming(parse_untrusted(&body), &expected),
+                "{field}"
+            );
+        }
+        // Optional totals default to zero, the number to the id.
+        let body = sample_with(|v| {
+            let o = v.as_object_mut().unwrap();
+            for k in ["shipping_total", "total_tax", "discount_total", "number"] {
+                o.remove(k);
+            }
+        });
+        let o = order(&body);
+        assert_eq!((o.shipping, o.tax, o.discounts), (usd(0), usd(0), usd(0)));
+        assert_eq!(o.number, "#727");
+        let body = sample_with(|v| v["number"] = "#WC-1001".into());
+        assert_eq!(order(&body).number, "#WC-1001");
+        let body = sample_with(|v| v["number"] = 1001.into());
+        assert_eq!(order(&body).number, "#1001");
+    }
+
+    #[test]
+    fn placed_at_is_the_gmt_date_or_the_receive_time() {
+        let body = sample_with(|v| v["date_created_gmt"] = "2017-03-22T19:28:02.5".into());
+        assert_eq!(order(&body).placed_at, datetime!(2017-03-22 19:28:02.5 UTC));
+        let body = sample_with(|v| v["date_created_gmt"] = "2017-03-22T21:28:02+02:00".into());
+        assert_eq!(order(&body).placed_at, datetime!(2017-03-22 19:28:02 UTC));
+        for bad in [
+            serde_json::Value::Null,
+            "".into(),
+            "yesterday".into(),
+            "2017-03-22 19:28:02".into(),
+        ] {
+            let body = sample_with(|v| v["date_created_gmt"] = bad.clone());
+            let headers = delivery("order.created", &body, SECRET, "d-1");
+            let env = envelope(&headers, &body);
+            assert_eq!(env.occurred_at, received(), "{bad}");
+            assert_eq!(
+                parse_untrusted(&body).unwrap().placed_at,
+                OffsetDateTime::UNIX_EPOCH
+            );
+        }
+    }
+
+    #[test]
+    fn customer_fields_fall_back_in_order() {
+        let body = sample_with(|v| {
+            v["customer_id"] = 42.into();
+            v["billing"]["email"] = "not an email".into();
+            v["billing"]["first_name"] = "".into();
+            v["billing"]["last_name"] = serde_json::Value::Null;
+            v["shipping"]["first_name"] = "Jane".into();
+            v["shipping"]["last_name"] = "Roe".into();
+            v["shipping"]["country"] = "".into();
+            v["billing"]["country"] = "ca".into();
+        });
+        let c = order(&body).customer;
+        assert_eq!(c.id, Some(ExternalId::new("42")));
+        assert_eq!(c.email, None); // an unusable address is not an error
+        assert_eq!(
+            (c.first_name.as_deref(), c.last_name.as_deref()),
+            (Some("Jane"), Some("Roe"))
+        );
+        assert_eq!(c.country.as_deref(), Some("CA"));
+
+        let body = sample_with(|v| {
+            v["billing"]["email"] = " John.Doe@EXAMPLE.com ".into();
+            v["shipping"] = serde_json::json!({
+                "first_name": "", "last_name": "", "company": "", "address_1": "",
+                "address_2": "", "city": "", "state": "", "postcode": "", "country": ""
+            });
+        });
+        let o = order(&body);
+        assert_eq!(
+            o.customer.email.as_ref().map(EmailAddress::as_str),
+            Some("John.Doe@example.com")
+        );
+        assert_eq!(o.customer.country.as_deref(), Some("US")); // from billing
+        assert_eq!(o.shipping_address, None); // virtual goods: nothing to ship
+
+        let body = sample_with(|v| {
+            let o = v.as_object_mut().unwrap();
+            o.remove("billing");
+            o.remove("shipping");
+            o.remove("customer_id");
+        });
+        let o = order(&body);
+        assert_eq!(
+            (
+                o.customer.id,
+                o.customer.email,
+                o.customer.first_name,
+                o.shipping_address
+            ),
+            (None, None, None, None)
+        );
+    }
+
+    #[test]
+    fn html_entities_in_product_names_are_decoded_once() {
+        assert_eq!(
+            decode_entities("Ship Your Idea &ndash; Color: Black"),
+            "Ship Your Idea – Color: Black"
+        );
+        assert_eq!(decode_entities("Salt &amp; Pepper"), "Salt & Pepper");
+        assert_eq!(decode_entities("&amp;amp;"), "&amp;"); // once
+        assert_eq!(decode_entities("It&#8217;s &#x2014; &#X41;"), "It’s — A");
+        assert_eq!(decode_entities("&lt;b&gt;&quot;x&quot;&#039;"), "<b>\"x\"'");
+        for kept in [
+            "AT&T",
+            "a & b",
+            "&unknown;",
+            "&#;",
+            "&#x;",
+            "&#0;",
+            "&#7;",
+            "&#xD800;",
+            "&#99999999999;",
+            "&amp",
+            "&",
+            "x&",
+            "&;",
+            "&#x110000;",
+        ] {
+            assert_eq!(decode_entities(kept), kept);
+        }
+        assert_eq!(decode_entities("ü &eacute; ü"), "ü &eacute; ü");
+        assert_eq!(decode_entities("&ü;&amp;"), "&ü;&");
+    }
+
+    #[test]
+    fn rounding_helpers_are_exact() {
+        assert_eq!(round_decimal("3.3333333333333335", 2), Some(333));
+        assert_eq!(round_decimal("0.125", 2), Some(12));
+        assert_eq!(round_decimal("0.135", 2), Some(14));
+        assert_eq!(round_decimal("0.1250001", 2), Some(13));
+        assert_eq!(round_decimal("-2.675", 2), Some(-268));
+        assert_eq!(round_decimal("7", 0), Some(7));
+        assert_eq!(round_decimal("1e-7", 2), None);
+        assert_eq!(round_decimal("92233720368547758.079", 2), None);
+        assert_eq!(div_round_half_even(1000, 3), 333);
+        assert_eq!(div_round_half_even(2000, 3), 667);
+        assert_eq!(div_round_half_even(5, 2), 2);
+        assert_eq!(div_round_half_even(7, 2), 4);
+        assert_eq!(div_round_half_even(-5, 2), -2);
+        assert_eq!(div_round_half_even(-7, 2), -4);
+        assert_eq!(div_round_half_even(i64::MAX, 1), i64::MAX);
+        assert_eq!(div_round_half_even(i64::MIN, 1), i64::MIN);
+        let _ = div_round_half_even(i64::MIN, u32::MAX);
+        let _ = div_round_half_even(i64::MAX, u32::MAX);
+        assert_eq!(div_round_half_even(7, 0), 7); // treated as 1; never called with 0
+    }
+
+    #[test]
+    fn unknown_fields_and_shapes_are_ignored() {
+        let body = sample_with(|v| {
+            v["brand_new_field"] = serde_json::json!({"nested": [1, 2.5, {"x": null}], "id": 1.5});
+            v["line_items"][0]["future"] = serde_json::json!([{"price": "x"}]);
+        });
+        assert_eq!(order(&body).id.as_str(), "727");
+        let minimal = br#"{"id":"7","currency":"eur","total":"0.00","line_items":[]}"#;
+        let o = parse_untrusted(minimal).unwrap();
+        assert_eq!(
+            (o.id.as_str(), o.number.as_str(), o.currency.as_str()),
+            ("7", "#7", "EUR")
+        );
+        assert_eq!(o.placed_at, OffsetDateTime::UNIX_EPOCH);
+        assert_eq!(o.subtotal.minor, 0);
+    }
+
+    #[test]
+    fn untrusted_input_never_panics() {
+        for end in 0..SAMPLE.len() {
+            let _ = parse_untrusted(&SAMPLE[..end]);
+        }
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let interesting = b"\"0-9.e,:{}[]\\&;#\x00\xff";
+        for _ in 0..3000 {
+            let mut body = SAMPLE.to_vec();
+            for _ in 0..(1 + next() % 4) {
+                let at = (next() % body.len() as u64) as usize;
+                body[at] = interesting[(next() % interesting.len() as u64) as usize];
+            }
+            let _ = parse_untrusted(&body);
+            let headers = delivery("order.created", &body, SECRET, "d-1");
+            let _ = run(&headers, &body);
+        }
+        let deep = format!("{{\"x\": {}1{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse_untrusted(deep.as_bytes()).is_err());
+        let deep = format!("{{\"billing\": {}}}", "{\"a\":".repeat(100_000));
+        assert!(parse_untrusted(deep.as_bytes()).is_err());
+        let long = format!("{{\"id\": \"{}\"}}", "9x".repeat(10_000));
+        match parse_untrusted(long.as_bytes()) {
+            Err(AdapterError::Invalid(m)) => assert!(m.len() < 400, "{} chars", m.len()),
+            other => panic!("{other:?}"),
+        }
+        let long_price = sample_with(|v| v["line_items"][0]["price"] = "1.".repeat(5_000).into());
+        match parse_untrusted(&long_price) {
+            Err(AdapterError::Invalid(m)) => assert!(m.len() < 400, "{} chars", m.len()),
+            other => panic!("{other:?}"),
+        }
+        for name in [
+            "&",
+            "&#",
+            "&#x",
+            "&amp",
+            "&&&;;;",
+            "&#xffffffffff;",
+            "&#1114112;",
+        ] {
+            let body = sample_with(|v| v["line_items"][0]["name"] = name.into());
+            let _ = parse_untrusted(&body);
+        }
+    }
+}
