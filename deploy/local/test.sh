@@ -5,12 +5,17 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 . deploy/local/common.sh
 
-install_missing nats-server postgresql postfix ca-certificates
+install_missing nats-server postgresql postfix nginx-light ca-certificates
 require_cargo
 export PATH="$PATH:/usr/sbin:$(pg_bin)"
 
 echo "==> cargo clippy (workspace, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "==> benchmark smoke test (postflow-bench --quick; no timing assertions)"
+cargo build --workspace --locked --bins
+target/debug/postflow-bench --quick --out target/bench-quick.md --json target/bench-quick.json >/dev/null
+echo "bench: quick run finished, table in target/bench-quick.md"
 
 echo "==> cargo test (workspace)"
 cargo test --workspace --locked "$@"
