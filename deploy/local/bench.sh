@@ -16,4 +16,4 @@ if [ "${1:-}" = "--quick" ]; then
     exec target/debug/postflow-bench --quick --out target/bench-quick.md --json target/bench-quick.json "${@:2}"
 fi
 cargo build --locked --release --bins
-exec target/release/postflow-bench --out BENCHMARKS.results.md --json target/bench.json "$@"
+exec target/release/postflow-bench --out target/bench.md --json target/bench.json "$@"

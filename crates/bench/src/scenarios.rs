@@ -113,7 +113,8 @@ pub async fn run_all(cli: &Cli) -> anyhow::Result<Report> {
     progress(&format!("logs in {}", logs.display()));
     progress("starting nats-server and PostgreSQL");
     let nats = NatsServer::start().await?;
-    let pg = Postgres::start().await?;
+    // Durable commits: the figures must include what a real deployment pays per commit.
+    let pg = Postgres::start_durable().await?;
     let bus = Bus::connect(&BusSettings { url: nats.url(), ..BusSettings::default() }, "bench").await?;
     bus.ensure_topology().await?;
     let mut env = Env { root: cli.root.clone(), bins, logs: tempfile_dir::Dir(logs), nats, pg, bus, p: Params::new(cli.quick), run: 0 };

@@ -16,7 +16,8 @@ const STOP_DEADLINE: Duration = Duration::from_secs(10);
 const DEBIAN_LIB_DIR: &str = "/usr/lib/postgresql";
 const MISSING_HINT: &str = "install the debian package `postgresql`";
 
-/// A private PostgreSQL cluster: superuser `postgres`, trust auth, fsync off, listening on 127.0.0.1.
+/// A private PostgreSQL cluster: superuser `postgres`, trust auth, listening on 127.0.0.1;
+/// fsync off unless started with [`Postgres::start_durable`].
 #[derive(Debug)]
 pub struct Postgres {
     // Field order matters: the server stops before the directory holding its data is removed.
@@ -32,6 +33,16 @@ impl Postgres {
     /// Binaries come from `PATH` (`initdb` and the `postgres` beside it) or else the newest
     /// `/usr/lib/postgresql/<version>/bin`. As root, the cluster runs as the `postgres` user.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(false).await
+    }
+
+    /// Like [`Postgres::start`], but with PostgreSQL's durable defaults (fsync, synchronous
+    /// commit, full page writes), for benchmarks whose figures must include commit cost.
+    pub async fn start_durable() -> anyhow::Result<Self> {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(durable: bool) -> anyhow::Result<Self> {
         let bins = PgBinaries::locate()?;
         let run_as = RunAs::detect()?;
         let dir = tempfile::Builder::new()
@@ -82,7 +93,7 @@ impl Postgres {
             let port = process::free_port().context("finding a free port")?;
             let log_path = dir.path().join(format!("postgres-{attempt}.log"));
             let mut server =
-                Postmaster::spawn(&bins, &run_as, dir.path(), &data_dir, port, &log_path)?;
+                Postmaster::spawn(&bins, &run_as, dir.path(), &data_dir, port, &log_path, durable)?;
             match server
                 .wait_ready(&url_for(port, "postgres"), &log_path)
                 .await
@@ -306,6 +317,7 @@ impl Postmaster {
         data_dir: &Path,
         port: u16,
         log_path: &Path,
+        durable: bool,
     ) -> anyhow::Result<Self> {
         let log = File::create(log_path).context("creating postgres log")?;
         let log_err = log.try_clone().context("cloning postgres log handle")?;
@@ -315,8 +327,13 @@ impl Postmaster {
             .arg(data_dir)
             .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
             .arg(dir)
-            .args(["-F", "-c", "fsync=off", "-c", "synchronous_commit=off"])
-            .args(["-c", "full_page_writes=off", "-c", "max_connections=300"])
+            .args(["-c", "max_connections=300"]);
+        if !durable {
+            command
+                .args(["-F", "-c", "fsync=off", "-c", "synchronous_commit=off"])
+                .args(["-c", "full_page_writes=off"]);
+        }
+        command
             .stdout(log)
             .stderr(log_err);
         let child = command
