@@ -96,3 +96,21 @@ async fn carrier_updates_become_shipment_events() {
     assert_eq!(post(&stack, "easypost", &wrong, body).await.status(), 401);
     assert_eq!(stack.bus.stream_len("PF_EVENTS").await.unwrap(), 1, "one shipment.updated, the repeat deduplicated");
 }
+
+#[tokio::test]
+async fn shippo_authenticates_with_a_url_token() {
+    let stack = Stack::start().await;
+    let body = reference("shippo_track_updated.json");
+    let url = |q: &str| stack.url(&stack.ingest, &format!("/v1/webhooks/demo/shippo{q}"));
+    let client = reqwest::Client::new();
+    let no_token = client.post(url("")).body(body.clone()).send().await.unwrap();
+    assert_eq!(no_token.status(), 401);
+    let wrong = client.post(url("?token=guess")).body(body.clone()).send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let ok = client.post(url(&format!("?token={SECRET}"))).body(body).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    // The official sample is a test-mode delivery: acknowledged, never published, so a
+    // dashboard test cannot email a real customer.
+    assert!(ok.text().await.unwrap().contains("ignored"));
+    assert_eq!(stack.bus.stream_len("PF_EVENTS").await.unwrap(), 0);
+}

@@ -11,12 +11,22 @@ use crate::sources::{
 /// The sources this build accepts, as they appear in `/v1/webhooks/{tenant}/{source}`.
 pub const KNOWN: &[&str] = &["shopify", "woocommerce", "postflow", "easypost", "aftership", "shippo", "17track"];
 
-/// axum's header map seen through the adapters' [`Headers`] trait.
-pub struct HttpHeaders<'a>(pub &'a HeaderMap);
+/// axum's header map seen through the adapters' [`Headers`] trait, plus the URL's
+/// `token` query parameter for platforms that can only put a shared secret in the URL
+/// (Shippo): it is offered to adapters as the `x-postflow-token` header when that header
+/// is absent.
+pub struct HttpHeaders<'a> {
+    pub headers: &'a HeaderMap,
+    pub url_token: Option<&'a str>,
+}
 
 impl Headers for HttpHeaders<'_> {
     fn get(&self, lowercase_name: &str) -> Option<&str> {
-        self.0.get(lowercase_name).and_then(|v| v.to_str().ok())
+        let header = self.headers.get(lowercase_name).and_then(|v| v.to_str().ok());
+        match (header, lowercase_name) {
+            (None, "x-postflow-token") => self.url_token,
+            (h, _) => h,
+        }
     }
 }
 

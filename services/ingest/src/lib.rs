@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -117,9 +117,11 @@ fn refuse(status: StatusCode, reason: &str) -> Response {
 async fn webhook(
     State(app): State<Arc<AppState>>,
     Path((tenant, source)): Path<(String, String)>,
+    Query(query): Query<WebhookQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let headers = dispatch::HttpHeaders { headers: &headers, url_token: query.token.as_deref() };
     let span = info_span!("webhook", tenant = %tenant, source = %source, topic = tracing::field::Empty, events = tracing::field::Empty);
     let response = handle_webhook(&app, &tenant, &source, &headers, body).instrument(span).await;
     let outcome = response.status().as_u16().to_string();
@@ -132,7 +134,13 @@ fn source_label(source: &str) -> &'static str {
     dispatch::KNOWN.iter().find(|s| **s == source).copied().unwrap_or("unknown")
 }
 
-async fn handle_webhook(app: &AppState, tenant: &str, source: &str, headers: &HeaderMap, body: Bytes) -> Response {
+/// `?token=…`: a shared secret in the URL, for platforms that cannot sign (Shippo).
+#[derive(Debug, Default, Deserialize)]
+struct WebhookQuery {
+    token: Option<String>,
+}
+
+async fn handle_webhook(app: &AppState, tenant: &str, source: &str, headers: &dispatch::HttpHeaders<'_>, body: Bytes) -> Response {
     let Some(tenant) = app.tenants.find(tenant) else {
         return refuse(StatusCode::NOT_FOUND, "unknown tenant");
     };
@@ -142,8 +150,7 @@ async fn handle_webhook(app: &AppState, tenant: &str, source: &str, headers: &He
     let Some(secrets) = tenant.source(source) else {
         return refuse(StatusCode::NOT_FOUND, "source not configured for this tenant");
     };
-    let headers = dispatch::HttpHeaders(headers);
-    let parsed = dispatch::verify_and_parse(source, &secrets.as_bytes(), &tenant.id, &headers, &body, app.clock.now());
+    let parsed = dispatch::verify_and_parse(source, &secrets.as_bytes(), &tenant.id, headers, &body, app.clock.now());
     let events = match parsed {
         Ok(Parsed::Events(events)) => events,
         Ok(Parsed::Ignored { topic }) => {
