@@ -10,6 +10,7 @@
 //! it to subjects, streams and filters.
 
 pub mod consumer;
+mod dead_letters;
 mod publish;
 mod settings;
 pub mod subjects;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 
 pub use consumer::{ConsumerSpec, Delivery, Feed, HandleError, Handler};
+pub use dead_letters::DeadLetter;
 pub use publish::{PublishError, Published};
 pub use settings::BusSettings;
 

@@ -29,7 +29,10 @@ use crate::mime;
 use crate::smtp::{Pool, SmtpFailure};
 
 pub struct Deliverer {
-    pub(crate) pool: PgPool,
+    /// One pool per lane: marketing work can never hold every database connection a
+    /// transactional message needs.
+    pub(crate) pool_tx: PgPool,
+    pub(crate) pool_mkt: PgPool,
     pub(crate) bus: Bus,
     pub(crate) smtp_tx: Pool,
     pub(crate) smtp_mkt: Pool,
@@ -44,6 +47,13 @@ enum Prior {
 }
 
 impl Deliverer {
+    fn db(&self, lane: Lane) -> &PgPool {
+        match lane {
+            Lane::Transactional => &self.pool_tx,
+            Lane::Marketing => &self.pool_mkt,
+        }
+    }
+
     fn smtp(&self, lane: Lane) -> &Pool {
         match lane {
             Lane::Transactional => &self.smtp_tx,
@@ -55,7 +65,7 @@ impl Deliverer {
         let row = sqlx::query("select state, response, claimed_at from deliveries where tenant = $1 and message_id = $2")
             .bind(msg.tenant.as_str())
             .bind(msg.message_id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db(msg.lane))
             .await
             .map_err(HandleError::transient)?;
         let Some(row) = row else { return Ok(Prior::None) };
@@ -79,7 +89,7 @@ impl Deliverer {
         .bind(msg.tenant.as_str())
         .bind(msg.to.email.key())
         .bind(scopes)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db(msg.lane))
         .await
         .map_err(HandleError::transient)?;
         Ok(reason)
@@ -103,7 +113,7 @@ impl Deliverer {
         .bind(response)
         .bind(now)
         .bind(done)
-        .execute(&self.pool)
+        .execute(self.db(msg.lane))
         .await
         .map_err(HandleError::transient)?
         .rows_affected();
@@ -117,7 +127,7 @@ impl Deliverer {
             .bind(state)
             .bind(response)
             .bind(self.clock.now())
-            .execute(&self.pool)
+            .execute(self.db(msg.lane))
             .await
             .map_err(HandleError::transient)?;
         Ok(())
@@ -127,7 +137,7 @@ impl Deliverer {
         sqlx::query("delete from deliveries where tenant = $1 and message_id = $2 and state = 'sending'")
             .bind(msg.tenant.as_str())
             .bind(msg.message_id.as_str())
-            .execute(&self.pool)
+            .execute(self.db(msg.lane))
             .await
             .map_err(HandleError::transient)?;
         Ok(())
@@ -138,7 +148,7 @@ impl Deliverer {
             .bind(msg.tenant.as_str())
             .bind(msg.to.email.key())
             .bind(reason)
-            .execute(&self.pool)
+            .execute(self.db(msg.lane))
             .await
             .map_err(HandleError::transient)?;
         Ok(())

@@ -42,6 +42,7 @@ pub struct Settings {
     /// the longest SMTP exchange (connect + commands + body).
     #[serde(deserialize_with = "kit::settings::secs")]
     pub claim_lease: Duration,
+
     pub shutdown: ShutdownSettings,
     pub telemetry: TelemetrySettings,
 }
@@ -74,13 +75,15 @@ impl Application {
     }
 
     pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let pool = kit::db::connect(&settings.database, &MIGRATOR).await?;
+        let pool_tx = kit::db::connect(&settings.database, &MIGRATOR).await?;
+        let pool_mkt = kit::db::connect(&settings.database, &MIGRATOR).await?;
         let bus = Bus::connect(&settings.nats, "sender").await?;
         bus.ensure_topology().await?;
         let listener = TcpListener::bind(settings.http.addr).await?;
         let s = &settings.smtp;
         let deliverer = Arc::new(Deliverer {
-            pool,
+            pool_tx,
+            pool_mkt,
             bus,
             smtp_tx: smtp::Pool::new(s.clone(), s.transactional_connections),
             smtp_mkt: smtp::Pool::new(s.clone(), s.marketing_connections),
@@ -107,14 +110,15 @@ impl Application {
             let (bus, deliverer, stop) = (bus.clone(), self.deliverer.clone(), stop.clone());
             sup.spawn(spec.durable_name(), async move { bus.run_consumer::<OutboundMessage, _>(spec, deliverer, stop, drain).await });
         }
-        let unsubscribes = Arc::new(delivery::Unsubscribes { pool: self.deliverer.pool.clone() });
+        let unsubscribes = Arc::new(delivery::Unsubscribes { pool: self.deliverer.pool_mkt.clone() });
         let spec = ConsumerSpec::new("sender", Feed::Events(EventKind::EmailUnsubscribed), 4);
         let (b, s) = (bus.clone(), stop.clone());
         sup.spawn(spec.durable_name(), async move { b.run_consumer::<Envelope, _>(spec, unsubscribes, s, drain).await });
-        let router = kit::http::ops_router(Readiness { bus: Some(bus), db: Some(self.deliverer.pool.clone()), stop: stop.clone() });
+        let router = kit::http::ops_router(Readiness { bus: Some(bus), db: Some(self.deliverer.pool_tx.clone()), stop: stop.clone() });
         sup.spawn("http", kit::http::serve(self.listener, router, stop));
         let result = sup.run(shutdown, drain).await;
-        self.deliverer.pool.close().await;
+        self.deliverer.pool_tx.close().await;
+        self.deliverer.pool_mkt.close().await;
         result
     }
 }
