@@ -31,7 +31,8 @@ pub struct ServiceRow {
     pub scenario: &'static str,
     pub service: String,
     pub cpu_seconds: f64,
-    pub rss_idle_mib: f64,
+    /// `None` where the scenario started the service with work already queued.
+    pub rss_idle_mib: Option<f64>,
     pub rss_peak_mib: f64,
 }
 
@@ -69,10 +70,8 @@ impl Report {
         }
         s.push_str("\n| scenario | service | CPU s | RSS idle MiB | RSS peak MiB |\n|---|---|---:|---:|---:|\n");
         for r in &self.services {
-            s.push_str(&format!(
-                "| {} | {} | {:.2} | {:.1} | {:.1} |\n",
-                r.scenario, r.service, r.cpu_seconds, r.rss_idle_mib, r.rss_peak_mib
-            ));
+            let idle = r.rss_idle_mib.map_or("–".to_owned(), |m| format!("{m:.1}"));
+            s.push_str(&format!("| {} | {} | {:.2} | {idle} | {:.1} |\n", r.scenario, r.service, r.cpu_seconds, r.rss_peak_mib));
         }
         if !self.notes.is_empty() {
             s.push('\n');

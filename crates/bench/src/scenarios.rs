@@ -67,6 +67,9 @@ impl Env {
     /// A fresh nats-server, so no scenario inherits another's backlog.
     async fn fresh_bus(&mut self) -> anyhow::Result<()> {
         self.nats = NatsServer::start().await?;
+        // The previous server's store (often hundreds of MB) was just deleted; flush that
+        // to disk now rather than during the next scenario's durable commits.
+        let _ = tokio::process::Command::new("sync").status().await;
         self.bus = Bus::connect(&BusSettings { url: self.nats.url(), ..BusSettings::default() }, "bench").await?;
         self.bus.ensure_topology().await?;
         Ok(())
@@ -146,7 +149,7 @@ pub async fn run_all(cli: &Cli) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-fn service_row(scenario: &'static str, p: &Proc, cpu_before: f64, idle: f64) -> ServiceRow {
+fn service_row(scenario: &'static str, p: &Proc, cpu_before: f64, idle: Option<f64>) -> ServiceRow {
     let (_, peak) = p.rss_mib();
     let name = p.name.rsplit_once('-').map_or(p.name.as_str(), |(n, _)| n).to_owned();
     ServiceRow { scenario, service: name, cpu_seconds: p.cpu_seconds() - cpu_before, rss_idle_mib: idle, rss_peak_mib: peak }
@@ -195,7 +198,7 @@ async fn ingest(env: &mut Env, report: &mut Report) -> anyhow::Result<()> {
     let addr = svc.http.unwrap_or(([127, 0, 0, 1], 0).into());
     progress(&format!("ingest: {} connections for {:?}", env.p.connections, env.p.duration));
     let stats = load::closed_loop(addr, env.p.connections, env.p.duration, order_source(&env.root, "I")?).await?;
-    report.services.push(service_row("ingest", &svc, cpu0, idle));
+    report.services.push(service_row("1 ingest", &svc, cpu0, Some(idle)));
     svc.stop().await;
 
     progress("ingest: baseline 1, a bare HTTP handler");
@@ -313,7 +316,7 @@ async fn latency(env: &mut Env, report: &mut Report) -> anyhow::Result<()> {
         env.p.backlog
     ));
     for (i, p) in procs.iter().enumerate() {
-        report.services.push(service_row("2 latency", p, cpu0[i], idle[i]));
+        report.services.push(service_row("2 latency", p, cpu0[i], Some(idle[i])));
     }
     for p in procs {
         p.stop().await;
@@ -502,8 +505,8 @@ async fn send(env: &mut Env, report: &mut Report) -> anyhow::Result<()> {
     let secs = started.elapsed().as_secs_f64();
     let sent: i64 = sqlx::query_scalar("select count(*) from deliveries where state = 'sent'").fetch_one(&pool).await?;
     let ours = Stats { count: sent as u64, errors: (n as u64).saturating_sub(sent as u64), seconds: secs, per_second: sent as f64 / secs, p50_ms: 0.0, p90_ms: 0.0, p99_ms: 0.0, max_ms: 0.0 };
-    report.services.push(service_row("3 send", &renderer, 0.0, 0.0));
-    report.services.push(service_row("3 send", &sender, 0.0, 0.0));
+    report.services.push(service_row("3 send", &renderer, 0.0, None));
+    report.services.push(service_row("3 send", &sender, 0.0, None));
     sender.stop().await;
     renderer.stop().await;
 
@@ -575,7 +578,7 @@ async fn tracker(env: &mut Env, report: &mut Report) -> anyhow::Result<()> {
         rows,
         stats.count as i64 - rows
     ));
-    report.services.push(service_row("4 tracker", &svc, cpu0, idle));
+    report.services.push(service_row("4 tracker", &svc, cpu0, Some(idle)));
     svc.stop().await;
 
     let row = Row::new("4 tracker", "open pixel → hit recorded in PostgreSQL → GIF", stats, "≥ 20k/s, 0 lost, ≥ 0.5× nginx");

@@ -24,27 +24,23 @@
 //!   id;
 //! - unknown fields are ignored, so fields AfterShip adds later do not break ingestion.
 
-use std::fmt;
-
-use contracts::{Checkpoint, Envelope, Event, ShipmentStatus, ShipmentUpdated, Source, TenantId};
+use contracts::{Checkpoint, ShipmentStatus, ShipmentUpdated, TenantId};
 use serde::Deserialize;
-use serde::de::{self, Deserializer, Unexpected, Visitor};
-use time::format_description::well_known::Rfc3339;
-use time::macros::format_description;
-use time::{OffsetDateTime, PrimitiveDateTime};
+use time::OffsetDateTime;
 
+use super::common::{
+    Text, carrier_status, check_hmac_b64, clip, missing, parse_time, read_json, shipment_events,
+    slug, text,
+};
+use super::sign_hmac_b64;
 pub use super::{AdapterError, Headers, Parsed};
-use super::{header, sign_hmac_b64, verify_hmac_b64};
 
-/// [`Source::system`] of every event from this adapter.
+/// [`Source::system`](contracts::Source::system) of every event from this adapter.
 pub const SYSTEM: &str = "aftership";
 /// The only event that produces events.
 pub const TOPIC_TRACKING_UPDATE: &str = "tracking_update";
 
 const SIGNATURE_HEADER: [&str; 1] = ["aftership-hmac-sha256"];
-
-/// Longest error message or ignored topic built from payload content.
-const MAX_MESSAGE: usize = 240;
 
 /// Proof that a body's signature was checked. Only [`verify`] makes one.
 #[derive(Debug)]
@@ -66,12 +62,7 @@ pub fn verify<H: Headers + ?Sized>(
     headers: &H,
     body: &[u8],
 ) -> Result<Verified, AdapterError> {
-    let signature = header(headers, &SIGNATURE_HEADER).ok_or(AdapterError::MissingSignature)?;
-    if verify_hmac_b64(secrets, body, signature) {
-        Ok(Verified(()))
-    } else {
-        Err(AdapterError::BadSignature)
-    }
+    check_hmac_b64(secrets, headers, &SIGNATURE_HEADER, body).map(|()| Verified(()))
 }
 
 /// Maps a verified delivery to events. Events other than `tracking_update`, and trackings
@@ -89,22 +80,7 @@ pub fn parse<H: Headers + ?Sized>(
             update,
             topic,
             delivery_id,
-        } => {
-            let key = idempotency_key(&update);
-            let source = Source {
-                system: SYSTEM.to_owned(),
-                delivery_id,
-                topic: Some(topic),
-            };
-            let envelope = Envelope::new(
-                tenant.clone(),
-                update.status_at,
-                source,
-                key,
-                Event::ShipmentUpdated(*update),
-            );
-            Ok(Parsed::Events(vec![envelope]))
-        }
+        } => Ok(shipment_events(SYSTEM, tenant, *update, delivery_id, topic)),
     }
 }
 
@@ -163,17 +139,6 @@ pub fn map_status(tag: &str, subtag: Option<&str>) -> Option<ShipmentStatus> {
     }
 }
 
-/// The business dedupe key of an update from this adapter.
-fn idempotency_key(update: &ShipmentUpdated) -> String {
-    format!(
-        "{SYSTEM}:shipment:{}:{}:{}:{}",
-        update.carrier,
-        update.tracking_number,
-        update.carrier_status,
-        update.status_at.unix_timestamp()
-    )
-}
-
 /// What a delivery amounts to, before the envelope is built.
 enum Outcome {
     Update {
@@ -187,14 +152,13 @@ enum Outcome {
 }
 
 fn interpret(body: &[u8], received_at: OffsetDateTime) -> Result<Outcome, AdapterError> {
-    expect_object(body)?;
     // First the head alone, so that other events are acknowledged whatever their `msg`.
-    let head: RawHead = serde_json::from_slice(body).map_err(json_error)?;
+    let head: RawHead = read_json(body)?;
     let topic = text(head.event.as_deref()).ok_or_else(|| missing("event"))?;
     if topic != TOPIC_TRACKING_UPDATE {
         return Ok(Outcome::Ignored { topic: clip(topic) });
     }
-    let event: RawEvent = serde_json::from_slice(body).map_err(json_error)?;
+    let event: RawEvent = read_json(body)?;
     let tracking = event.msg.ok_or_else(|| missing("msg"))?;
     // `ts` is when AfterShip raised the event, a fallback when no checkpoint has a time.
     let event_time = event
@@ -334,137 +298,6 @@ impl RawCheckpoint {
     }
 }
 
-/// `tag`, or `tag/subtag` when there is a subtag: both verbatim.
-fn carrier_status(tag: &str, subtag: Option<&str>) -> String {
-    match text(subtag) {
-        Some(subtag) => format!("{tag}/{subtag}"),
-        None => tag.to_owned(),
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Helpers shared in shape with the other adapters.
-
-/// serde would also read a struct from a positional array; a webhook body is an object.
-fn expect_object(body: &[u8]) -> Result<(), AdapterError> {
-    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-        return Err(AdapterError::Invalid(
-            "expected a json object, found an array".to_owned(),
-        ));
-    }
-    Ok(())
-}
-
-fn json_error(e: serde_json::Error) -> AdapterError {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Eof => AdapterError::MalformedJson(format!(
-            "truncated json at line {} column {}",
-            e.line(),
-            e.column()
-        )),
-        Category::Syntax | Category::Io => AdapterError::MalformedJson(clip(e.to_string())),
-        Category::Data => AdapterError::Invalid(clip(e.to_string())),
-    }
-}
-
-fn clip(mut s: String) -> String {
-    if s.len() > MAX_MESSAGE {
-        let mut end = MAX_MESSAGE;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push('…');
-    }
-    s
-}
-
-fn missing(field: &str) -> AdapterError {
-    AdapterError::Invalid(format!("missing field `{field}`"))
-}
-
-/// The trimmed value, unless absent or blank.
-fn text(s: Option<&str>) -> Option<String> {
-    s.map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-}
-
-/// RFC 3339, or `YYYY-MM-DDTHH:MM:SS[.f]` without an offset (the sample's
-/// `checkpoint_time`, `2021-01-14T00:52:00`), read as UTC. [derived] AfterShip gives
-/// checkpoint times in the checkpoint's local time, so an offset-less time can be off by
-/// the local UTC offset; it still orders the checkpoints of one parcel.
-fn parse_time(s: &str) -> Option<OffsetDateTime> {
-    let s = s.trim();
-    OffsetDateTime::parse(s, &Rfc3339).ok().or_else(|| {
-        PrimitiveDateTime::parse(
-            s,
-            format_description!(
-                "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
-            ),
-        )
-        .ok()
-        .map(PrimitiveDateTime::assume_utc)
-    })
-}
-
-/// A carrier code as a lowercase slug: ASCII letters and digits, lowercased, with each run
-/// of anything else turned into one `-` (AfterShip slugs such as `usps` or
-/// `dhl-global-mail` are unchanged). `None` when no letter or digit is left.
-fn slug(name: &str) -> Option<String> {
-    let mut out = String::with_capacity(name.len());
-    let mut gap = false;
-    for c in name.chars() {
-        if c.is_ascii_alphanumeric() {
-            if gap && !out.is_empty() {
-                out.push('-');
-            }
-            gap = false;
-            out.push(c.to_ascii_lowercase());
-        } else {
-            gap = true;
-        }
-    }
-    (!out.is_empty()).then_some(out)
-}
-
-/// A string that senders may also write as a JSON integer (`"1Z999"`, `"123"` or `123`):
-/// an integer is kept as its decimal digits, never through a float. Floats (including
-/// integers beyond `u64`, which serde_json reads as floats), negative numbers, booleans,
-/// arrays and objects are refused.
-struct Text(String);
-
-impl<'de> Deserialize<'de> for Text {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct TextVisitor;
-
-        impl Visitor<'_> for TextVisitor {
-            type Value = Text;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or an integer up to 18446744073709551615")
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
-                Ok(Text(v.to_owned()))
-            }
-
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Text, E> {
-                Ok(Text(v.to_string()))
-            }
-
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Text, E> {
-                u64::try_from(v)
-                    .map(|v| Text(v.to_string()))
-                    .map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
-            }
-        }
-
-        d.deserialize_any(TextVisitor)
-    }
-}
-
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,
@@ -474,6 +307,7 @@ impl<'de> Deserialize<'de> for Text {
 )]
 mod tests {
     use super::*;
+    use contracts::{Envelope, Event, Source};
     use time::macros::datetime;
 
     const SAMPLE: &[u8] = include_bytes!(

@@ -20,32 +20,25 @@
 //!   so redeliveries, and the same tracker state sent to two webhooks, give one envelope id;
 //! - unknown fields are ignored, so fields EasyPost adds later do not break ingestion.
 
-use std::fmt;
-
-use contracts::{Checkpoint, Envelope, Event, ShipmentStatus, ShipmentUpdated, Source, TenantId};
-use hmac::{Hmac, Mac};
+use contracts::{Checkpoint, ShipmentStatus, ShipmentUpdated, TenantId};
+use hmac::Mac;
 use serde::Deserialize;
-use serde::de::{self, Deserializer, Unexpected, Visitor};
-use sha2::Sha256;
-use time::format_description::well_known::Rfc3339;
-use time::macros::format_description;
-use time::{OffsetDateTime, PrimitiveDateTime};
+use time::OffsetDateTime;
 
-use super::header;
+use super::common::{
+    Text, carrier_status, clip, hex_decode, hex_encode, location_text, missing, parse_time,
+    read_json, shipment_events, slug, text,
+};
 pub use super::{AdapterError, Headers, Parsed};
+use super::{HmacSha256, header};
 
-/// [`Source::system`] of every event from this adapter.
+/// [`Source::system`](contracts::Source::system) of every event from this adapter.
 pub const SYSTEM: &str = "easypost";
 /// The Event descriptions that produce events; every other description is ignored.
 pub const TOPICS: [&str; 2] = ["tracker.created", "tracker.updated"];
 
 const SIGNATURE_HEADER: [&str; 1] = ["x-hmac-signature"];
 const SIGNATURE_PREFIX: &str = "hmac-sha256-hex=";
-
-/// Longest error message or ignored topic built from payload content.
-const MAX_MESSAGE: usize = 240;
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// Proof that a body's signature was checked. Only [`verify`] makes one.
 #[derive(Debug)]
@@ -123,22 +116,7 @@ pub fn parse<H: Headers + ?Sized>(
             topic,
             delivery_id,
             test: false,
-        } => {
-            let key = idempotency_key(&update);
-            let source = Source {
-                system: SYSTEM.to_owned(),
-                delivery_id,
-                topic: Some(topic),
-            };
-            let envelope = Envelope::new(
-                tenant.clone(),
-                update.status_at,
-                source,
-                key,
-                Event::ShipmentUpdated(*update),
-            );
-            Ok(Parsed::Events(vec![envelope]))
-        }
+        } => Ok(shipment_events(SYSTEM, tenant, *update, delivery_id, topic)),
     }
 }
 
@@ -194,17 +172,6 @@ pub fn map_status(status: &str) -> Option<ShipmentStatus> {
     }
 }
 
-/// The business dedupe key of an update from this adapter.
-fn idempotency_key(update: &ShipmentUpdated) -> String {
-    format!(
-        "{SYSTEM}:shipment:{}:{}:{}:{}",
-        update.carrier,
-        update.tracking_number,
-        update.carrier_status,
-        update.status_at.unix_timestamp()
-    )
-}
-
 /// What a delivery amounts to, before the signature-dependent envelope is built.
 enum Outcome {
     Update {
@@ -219,15 +186,14 @@ enum Outcome {
 }
 
 fn interpret(body: &[u8], received_at: OffsetDateTime) -> Result<Outcome, AdapterError> {
-    expect_object(body)?;
     // First the Event's head alone, so that Events about other objects are acknowledged
     // whatever their `result` looks like.
-    let head: RawHead = serde_json::from_slice(body).map_err(json_error)?;
+    let head: RawHead = read_json(body)?;
     let topic = text(head.description.as_deref()).ok_or_else(|| missing("description"))?;
     if !TOPICS.contains(&topic.as_str()) {
         return Ok(Outcome::Ignored { topic: clip(topic) });
     }
-    let event: RawEvent = serde_json::from_slice(body).map_err(json_error)?;
+    let event: RawEvent = read_json(body)?;
     let tracker = event.result.ok_or_else(|| missing("result"))?;
     Ok(match tracker.into_update(received_at)? {
         Mapping::Update(update) => Outcome::Update {
@@ -372,32 +338,13 @@ impl RawDetail {
 impl RawLocation {
     /// `City, ST 12345, CC`, leaving out what is blank; `None` when all of it is.
     fn to_text(&self) -> Option<String> {
-        let region = join(
-            " ",
-            [text(self.state.as_deref()), text(self.zip.as_deref())],
-        );
-        join(
-            ", ",
-            [
-                text(self.city.as_deref()),
-                region,
-                text(self.country.as_deref()),
-            ],
+        location_text(
+            self.city.as_deref(),
+            self.state.as_deref(),
+            self.zip.as_deref(),
+            self.country.as_deref(),
         )
     }
-}
-
-/// `status`, or `status/detail` when there is a detail: both verbatim.
-fn carrier_status(status: &str, detail: Option<&str>) -> String {
-    match text(detail) {
-        Some(detail) => format!("{status}/{detail}"),
-        None => status.to_owned(),
-    }
-}
-
-fn join<const N: usize>(separator: &str, parts: [Option<String>; N]) -> Option<String> {
-    let parts: Vec<String> = parts.into_iter().flatten().collect();
-    (!parts.is_empty()).then(|| parts.join(separator))
 }
 
 /// An HMAC keyed with the NFKD form of `secret`, or `None` if `secret` can never verify.
@@ -543,159 +490,6 @@ const COMBINING_CLASSES: [(u32, u32, u8); 31] = [
     (0x360, 0x361, 234), (0x362, 0x362, 233), (0x363, 0x36F, 230),
 ];
 
-// ---------------------------------------------------------------------------------------
-// Helpers shared in shape with the other adapters.
-
-fn hex_encode(bytes: &[u8]) -> String {
-    use fmt::Write as _;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
-}
-
-/// Hex digits (either case) as bytes; `None` for an odd length or a non-hex digit.
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    fn nibble(b: u8) -> Option<u8> {
-        match b {
-            b'0'..=b'9' => Some(b - b'0'),
-            b'a'..=b'f' => Some(b - b'a' + 10),
-            b'A'..=b'F' => Some(b - b'A' + 10),
-            _ => None,
-        }
-    }
-    let bytes = s.as_bytes();
-    if bytes.is_empty() || !bytes.len().is_multiple_of(2) {
-        return None;
-    }
-    bytes
-        .chunks_exact(2)
-        .map(|pair| match pair {
-            [hi, lo] => Some((nibble(*hi)? << 4) | nibble(*lo)?),
-            _ => None,
-        })
-        .collect()
-}
-
-/// serde would also read a struct from a positional array; a webhook body is an object.
-fn expect_object(body: &[u8]) -> Result<(), AdapterError> {
-    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-        return Err(AdapterError::Invalid(
-            "expected a json object, found an array".to_owned(),
-        ));
-    }
-    Ok(())
-}
-
-fn json_error(e: serde_json::Error) -> AdapterError {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Eof => AdapterError::MalformedJson(format!(
-            "truncated json at line {} column {}",
-            e.line(),
-            e.column()
-        )),
-        Category::Syntax | Category::Io => AdapterError::MalformedJson(clip(e.to_string())),
-        Category::Data => AdapterError::Invalid(clip(e.to_string())),
-    }
-}
-
-fn clip(mut s: String) -> String {
-    if s.len() > MAX_MESSAGE {
-        let mut end = MAX_MESSAGE;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push('…');
-    }
-    s
-}
-
-fn missing(field: &str) -> AdapterError {
-    AdapterError::Invalid(format!("missing field `{field}`"))
-}
-
-/// The trimmed value, unless absent or blank.
-fn text(s: Option<&str>) -> Option<String> {
-    s.map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-}
-
-/// RFC 3339 (what EasyPost sends: `2024-07-31T15:00:00Z`), or `YYYY-MM-DDTHH:MM:SS[.f]`
-/// without an offset, which is read as UTC [derived: EasyPost's fixtures always carry `Z`].
-fn parse_time(s: &str) -> Option<OffsetDateTime> {
-    let s = s.trim();
-    OffsetDateTime::parse(s, &Rfc3339).ok().or_else(|| {
-        PrimitiveDateTime::parse(
-            s,
-            format_description!(
-                "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
-            ),
-        )
-        .ok()
-        .map(PrimitiveDateTime::assume_utc)
-    })
-}
-
-/// A carrier name as a lowercase slug: ASCII letters and digits, lowercased, with each run
-/// of anything else turned into one `-` (`FedEx` → `fedex`, `Canada Post` → `canada-post`).
-/// `None` when no letter or digit is left.
-fn slug(name: &str) -> Option<String> {
-    let mut out = String::with_capacity(name.len());
-    let mut gap = false;
-    for c in name.chars() {
-        if c.is_ascii_alphanumeric() {
-            if gap && !out.is_empty() {
-                out.push('-');
-            }
-            gap = false;
-            out.push(c.to_ascii_lowercase());
-        } else {
-            gap = true;
-        }
-    }
-    (!out.is_empty()).then_some(out)
-}
-
-/// A string that senders may also write as a JSON integer (`"1Z999"`, `"123"` or `123`):
-/// an integer is kept as its decimal digits, never through a float. Floats (including
-/// integers beyond `u64`, which serde_json reads as floats), booleans, arrays and objects
-/// are refused.
-struct Text(String);
-
-impl<'de> Deserialize<'de> for Text {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct TextVisitor;
-
-        impl Visitor<'_> for TextVisitor {
-            type Value = Text;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or an integer up to 18446744073709551615")
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
-                Ok(Text(v.to_owned()))
-            }
-
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Text, E> {
-                Ok(Text(v.to_string()))
-            }
-
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Text, E> {
-                u64::try_from(v)
-                    .map(|v| Text(v.to_string()))
-                    .map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
-            }
-        }
-
-        d.deserialize_any(TextVisitor)
-    }
-}
-
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,
@@ -705,6 +499,7 @@ impl<'de> Deserialize<'de> for Text {
 )]
 mod tests {
     use super::*;
+    use contracts::{Envelope, Event, Source};
     use time::macros::datetime;
 
     /// EasyPost's client-library fixture: one line of JSON and a final newline that the

@@ -12,6 +12,8 @@ pub mod shippo;
 pub mod shopify;
 pub mod woocommerce;
 
+mod common;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};

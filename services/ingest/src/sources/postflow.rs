@@ -32,14 +32,14 @@ use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use contracts::{Envelope, Event, Money, Order, OrderPlaced, ShipmentUpdated, Source, TenantId};
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use serde::Deserialize;
-use sha2::Sha256;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
+use super::common::{clip, missing, read_json};
 pub use super::{AdapterError, Headers, Parsed};
-use super::{header, sign_hmac_b64};
+use super::{HmacSha256, header, sign_hmac_b64};
 
 /// [`Source::system`] of every event from this adapter.
 pub const SYSTEM: &str = "postflow";
@@ -60,16 +60,11 @@ const ID_HEADER: [&str; 1] = ["webhook-id"];
 const TIMESTAMP_HEADER: [&str; 1] = ["webhook-timestamp"];
 const SIGNATURE_HEADER: [&str; 1] = ["webhook-signature"];
 
-/// Longest error message built from payload content (serde messages can quote input).
-const MAX_MESSAGE: usize = 240;
-
 /// Standard base64 that also accepts a missing `=` padding (secrets are pasted by hand).
 const BASE64: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// Proof that a delivery's signature and timestamp were checked. Only [`verify`] makes one.
 #[derive(Debug)]
@@ -411,46 +406,6 @@ fn check_shipment(shipment: &ShipmentUpdated) -> Result<(), AdapterError> {
         ));
     }
     Ok(())
-}
-
-/// A JSON object read into `T`, with errors sorted into malformed and invalid.
-fn read_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, AdapterError> {
-    // serde would also read a struct from a positional array; a body is an object.
-    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-        return Err(AdapterError::Invalid(
-            "expected a json object, found an array".to_owned(),
-        ));
-    }
-    serde_json::from_slice(body).map_err(json_error)
-}
-
-fn json_error(e: serde_json::Error) -> AdapterError {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Eof => AdapterError::MalformedJson(format!(
-            "truncated json at line {} column {}",
-            e.line(),
-            e.column()
-        )),
-        Category::Syntax | Category::Io => AdapterError::MalformedJson(clip(e.to_string())),
-        Category::Data => AdapterError::Invalid(clip(e.to_string())),
-    }
-}
-
-fn clip(mut s: String) -> String {
-    if s.len() > MAX_MESSAGE {
-        let mut end = MAX_MESSAGE;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push('…');
-    }
-    s
-}
-
-fn missing(field: &str) -> AdapterError {
-    AdapterError::Invalid(format!("missing field `{field}`"))
 }
 
 #[cfg(test)]

@@ -22,28 +22,24 @@
 //!   so redeliveries and repeated pushes of one state give one envelope id;
 //! - unknown fields are ignored, so fields 17TRACK adds later do not break ingestion.
 
-use std::fmt;
-
-use contracts::{Checkpoint, Envelope, Event, ShipmentStatus, ShipmentUpdated, Source, TenantId};
+use contracts::{Checkpoint, ShipmentStatus, ShipmentUpdated, TenantId};
 use serde::Deserialize;
-use serde::de::{self, Deserializer, Unexpected, Visitor};
 use sha2::{Digest, Sha256};
-use time::format_description::well_known::Rfc3339;
-use time::macros::format_description;
-use time::{OffsetDateTime, PrimitiveDateTime};
+use time::OffsetDateTime;
 
+use super::common::{
+    Text, clip, hex_decode, hex_encode, missing, parse_time, read_json, shipment_events, slug,
+    status_time, text,
+};
 use super::header;
 pub use super::{AdapterError, Headers, Parsed};
 
-/// [`Source::system`] of every event from this adapter.
+/// [`Source::system`](contracts::Source::system) of every event from this adapter.
 pub const SYSTEM: &str = "17track";
 /// The only event that produces events.
 pub const TOPIC_TRACKING_UPDATED: &str = "TRACKING_UPDATED";
 
 const SIGNATURE_HEADER: [&str; 1] = ["sign"];
-
-/// Longest error message or ignored topic built from payload content.
-const MAX_MESSAGE: usize = 240;
 
 /// Proof that a body's signature was checked. Only [`verify`] makes one.
 #[derive(Debug)]
@@ -101,21 +97,8 @@ pub fn parse<H: Headers + ?Sized>(
     match interpret(body, received_at)? {
         Outcome::Ignored { topic } => Ok(Parsed::Ignored { topic }),
         Outcome::Update { update, topic } => {
-            let key = idempotency_key(&update);
-            let source = Source {
-                system: SYSTEM.to_owned(),
-                // 17TRACK sends no event or delivery id.
-                delivery_id: None,
-                topic: Some(topic),
-            };
-            let envelope = Envelope::new(
-                tenant.clone(),
-                update.status_at,
-                source,
-                key,
-                Event::ShipmentUpdated(*update),
-            );
-            Ok(Parsed::Events(vec![envelope]))
+            // 17TRACK sends no event or delivery id.
+            Ok(shipment_events(SYSTEM, tenant, *update, None, topic))
         }
     }
 }
@@ -193,17 +176,6 @@ pub fn map_stage(stage: &str) -> Option<ShipmentStatus> {
     }
 }
 
-/// The business dedupe key of an update from this adapter.
-fn idempotency_key(update: &ShipmentUpdated) -> String {
-    format!(
-        "{SYSTEM}:shipment:{}:{}:{}:{}",
-        update.carrier,
-        update.tracking_number,
-        update.carrier_status,
-        update.status_at.unix_timestamp()
-    )
-}
-
 /// `SHA-256(body + "/" + key)`.
 fn digest(key: &[u8], body: &[u8]) -> [u8; 32] {
     let mut hash = Sha256::new();
@@ -225,14 +197,13 @@ enum Outcome {
 }
 
 fn interpret(body: &[u8], received_at: OffsetDateTime) -> Result<Outcome, AdapterError> {
-    expect_object(body)?;
     // First the head alone, so that other events are acknowledged whatever their `data`.
-    let head: RawHead = serde_json::from_slice(body).map_err(json_error)?;
+    let head: RawHead = read_json(body)?;
     let topic = text(head.event.as_deref()).ok_or_else(|| missing("event"))?;
     if topic != TOPIC_TRACKING_UPDATED {
         return Ok(Outcome::Ignored { topic: clip(topic) });
     }
-    let event: RawEvent = serde_json::from_slice(body).map_err(json_error)?;
+    let event: RawEvent = read_json(body)?;
     let data = event.data.ok_or_else(|| missing("data"))?;
     Ok(match data.into_update(received_at)? {
         Mapping::Update(update) => Outcome::Update { update, topic },
@@ -362,10 +333,11 @@ impl RawData {
         let newest = checkpoints.last();
 
         let latest_event = info.latest_event.as_ref();
-        let status_at = latest_event
-            .and_then(RawTrackEvent::time)
-            .or_else(|| newest.map(|c| c.at))
-            .unwrap_or(received_at);
+        let status_at = status_time(
+            latest_event.and_then(RawTrackEvent::time),
+            newest,
+            received_at,
+        );
         let message = latest_event
             .and_then(|e| text(e.description.as_deref()))
             .or_else(|| newest.and_then(|c| c.message.clone()));
@@ -442,160 +414,6 @@ fn join_status(first: Option<&str>, second: Option<&str>) -> String {
         .join("/")
 }
 
-// ---------------------------------------------------------------------------------------
-// Helpers shared in shape with the other adapters.
-
-fn hex_encode(bytes: &[u8]) -> String {
-    use fmt::Write as _;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
-}
-
-/// Hex digits (either case) as bytes; `None` for an odd length or a non-hex digit.
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    fn nibble(b: u8) -> Option<u8> {
-        match b {
-            b'0'..=b'9' => Some(b - b'0'),
-            b'a'..=b'f' => Some(b - b'a' + 10),
-            b'A'..=b'F' => Some(b - b'A' + 10),
-            _ => None,
-        }
-    }
-    let bytes = s.as_bytes();
-    if bytes.is_empty() || !bytes.len().is_multiple_of(2) {
-        return None;
-    }
-    bytes
-        .chunks_exact(2)
-        .map(|pair| match pair {
-            [hi, lo] => Some((nibble(*hi)? << 4) | nibble(*lo)?),
-            _ => None,
-        })
-        .collect()
-}
-
-/// serde would also read a struct from a positional array; a webhook body is an object.
-fn expect_object(body: &[u8]) -> Result<(), AdapterError> {
-    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-        return Err(AdapterError::Invalid(
-            "expected a json object, found an array".to_owned(),
-        ));
-    }
-    Ok(())
-}
-
-fn json_error(e: serde_json::Error) -> AdapterError {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Eof => AdapterError::MalformedJson(format!(
-            "truncated json at line {} column {}",
-            e.line(),
-            e.column()
-        )),
-        Category::Syntax | Category::Io => AdapterError::MalformedJson(clip(e.to_string())),
-        Category::Data => AdapterError::Invalid(clip(e.to_string())),
-    }
-}
-
-fn clip(mut s: String) -> String {
-    if s.len() > MAX_MESSAGE {
-        let mut end = MAX_MESSAGE;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push('…');
-    }
-    s
-}
-
-fn missing(field: &str) -> AdapterError {
-    AdapterError::Invalid(format!("missing field `{field}`"))
-}
-
-/// The trimmed value, unless absent or blank.
-fn text(s: Option<&str>) -> Option<String> {
-    s.map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-}
-
-/// RFC 3339 (the sample's `time_iso` `2022-04-04T16:35:22-07:00` and `time_utc`
-/// `2022-04-04T23:35:22Z`), or `YYYY-MM-DDTHH:MM:SS[.f]` without an offset, read as UTC
-/// [derived: every time in the sample carries an offset].
-fn parse_time(s: &str) -> Option<OffsetDateTime> {
-    let s = s.trim();
-    OffsetDateTime::parse(s, &Rfc3339).ok().or_else(|| {
-        PrimitiveDateTime::parse(
-            s,
-            format_description!(
-                "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
-            ),
-        )
-        .ok()
-        .map(PrimitiveDateTime::assume_utc)
-    })
-}
-
-/// A carrier code as a lowercase slug: ASCII letters and digits, lowercased, with each run
-/// of anything else turned into one `-` (numeric codes such as `3011` are unchanged).
-/// `None` when no letter or digit is left.
-fn slug(name: &str) -> Option<String> {
-    let mut out = String::with_capacity(name.len());
-    let mut gap = false;
-    for c in name.chars() {
-        if c.is_ascii_alphanumeric() {
-            if gap && !out.is_empty() {
-                out.push('-');
-            }
-            gap = false;
-            out.push(c.to_ascii_lowercase());
-        } else {
-            gap = true;
-        }
-    }
-    (!out.is_empty()).then_some(out)
-}
-
-/// A string that senders may also write as a JSON integer (`"1Z…"`, `"3011"` or `3011`):
-/// an integer is kept as its decimal digits, never through a float. Floats (including
-/// integers beyond `u64`, which serde_json reads as floats), negative numbers, booleans,
-/// arrays and objects are refused.
-struct Text(String);
-
-impl<'de> Deserialize<'de> for Text {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct TextVisitor;
-
-        impl Visitor<'_> for TextVisitor {
-            type Value = Text;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or an integer up to 18446744073709551615")
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
-                Ok(Text(v.to_owned()))
-            }
-
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Text, E> {
-                Ok(Text(v.to_string()))
-            }
-
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Text, E> {
-                u64::try_from(v)
-                    .map(|v| Text(v.to_string()))
-                    .map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
-            }
-        }
-
-        d.deserialize_any(TextVisitor)
-    }
-}
-
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,
@@ -605,6 +423,7 @@ impl<'de> Deserialize<'de> for Text {
 )]
 mod tests {
     use super::*;
+    use contracts::{Envelope, Event, Source};
     use time::macros::datetime;
 
     const SAMPLE: &[u8] =

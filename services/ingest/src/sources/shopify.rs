@@ -22,12 +22,16 @@ use contracts::{
     OrderLine, OrderPlaced, Source, TenantId,
 };
 use serde::Deserialize;
-use serde::de::{self, Deserializer, Unexpected, Visitor};
+use serde::de::{self, Deserializer, Visitor};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::common::{
+    Id, check_hmac_b64, clip, country_code, json_error, missing, money, money_or_zero,
+    out_of_range, text_of as text,
+};
 pub use super::{AdapterError, Headers, Parsed};
-use super::{header, sign_hmac_b64, verify_hmac_b64};
+use super::{header, sign_hmac_b64};
 
 /// [`Source::system`] of every event from this adapter.
 pub const SYSTEM: &str = "shopify";
@@ -38,9 +42,6 @@ const HMAC_HEADER: [&str; 2] = ["x-shopify-hmac-sha256", "shopify-hmac-sha256"];
 const TOPIC_HEADER: [&str; 2] = ["x-shopify-topic", "shopify-topic"];
 const WEBHOOK_ID_HEADER: [&str; 2] = ["x-shopify-webhook-id", "shopify-webhook-id"];
 const TRIGGERED_AT_HEADER: [&str; 2] = ["x-shopify-triggered-at", "shopify-triggered-at"];
-
-/// Longest error message built from payload content (serde messages can quote input).
-const MAX_MESSAGE: usize = 240;
 
 /// Proof that a body's signature was checked. Only [`verify`] makes one.
 #[derive(Debug)]
@@ -59,12 +60,7 @@ pub fn verify<H: Headers + ?Sized>(
     headers: &H,
     body: &[u8],
 ) -> Result<Verified, AdapterError> {
-    let signature = header(headers, &HMAC_HEADER).ok_or(AdapterError::MissingSignature)?;
-    if verify_hmac_b64(secrets, body, signature) {
-        Ok(Verified(()))
-    } else {
-        Err(AdapterError::BadSignature)
-    }
+    check_hmac_b64(secrets, headers, &HMAC_HEADER, body).map(|()| Verified(()))
 }
 
 /// Maps a verified delivery to events. The topic decides before the body is read: topics
@@ -132,52 +128,8 @@ fn parse_order(body: &[u8], fallback_time: OffsetDateTime) -> Result<Order, Adap
     raw.into_order(fallback_time)
 }
 
-fn json_error(e: serde_json::Error) -> AdapterError {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Eof => AdapterError::MalformedJson(format!(
-            "truncated json at line {} column {}",
-            e.line(),
-            e.column()
-        )),
-        Category::Syntax | Category::Io => AdapterError::MalformedJson(clip(e.to_string())),
-        Category::Data => AdapterError::Invalid(clip(e.to_string())),
-    }
-}
-
-fn clip(mut s: String) -> String {
-    if s.len() > MAX_MESSAGE {
-        let mut end = MAX_MESSAGE;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push('…');
-    }
-    s
-}
-
-fn missing(field: &str) -> AdapterError {
-    AdapterError::Invalid(format!("missing field `{field}`"))
-}
-
 fn parse_rfc3339(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s.trim(), &Rfc3339).ok()
-}
-
-/// The trimmed value, unless absent or blank.
-fn text<S: AsRef<str>>(s: &Option<S>) -> Option<String> {
-    s.as_ref()
-        .map(AsRef::as_ref)
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-}
-
-/// An ISO 3166-1 alpha-2 code, uppercased, or nothing.
-fn country_code(s: &Option<String>) -> Option<String> {
-    let t = s.as_deref()?.trim();
-    (t.len() == 2 && t.bytes().all(|b| b.is_ascii_alphabetic())).then(|| t.to_ascii_uppercase())
 }
 
 /// A plausible BCP 47 tag (`en`, `en-CA`, `zh-Hant-TW`; `_` read as `-`), or nothing.
@@ -190,71 +142,6 @@ fn locale(s: &Option<String>) -> Option<String> {
         && subtags
             .all(|st| (1..=8).contains(&st.len()) && st.bytes().all(|b| b.is_ascii_alphanumeric()));
     ok.then_some(t)
-}
-
-fn money(field: &str, amount: &str, currency: &Currency) -> Result<Money, AdapterError> {
-    Money::parse_decimal(amount, currency.clone())
-        .map_err(|e| AdapterError::Invalid(clip(format!("{field}: {e}"))))
-}
-
-/// An optional amount: absent or blank is zero.
-fn money_or_zero(
-    field: &str,
-    amount: &Option<Amount>,
-    currency: &Currency,
-) -> Result<Money, AdapterError> {
-    match text(amount) {
-        Some(a) => money(field, &a, currency),
-        None => Ok(Money::zero(currency.clone())),
-    }
-}
-
-fn out_of_range(field: &str) -> AdapterError {
-    AdapterError::Invalid(format!("{field}: amount out of range"))
-}
-
-/// A Shopify id: a JSON integer or a string of ASCII digits, within `u64`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Id(u64);
-
-impl From<Id> for ExternalId {
-    fn from(id: Id) -> Self {
-        ExternalId::from(id.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Id {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct IdVisitor;
-
-        impl Visitor<'_> for IdVisitor {
-            type Value = Id;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an id (a non-negative integer or a string of digits up to 18446744073709551615)")
-            }
-
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Id, E> {
-                Ok(Id(v))
-            }
-
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Id, E> {
-                u64::try_from(v)
-                    .map(Id)
-                    .map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Id, E> {
-                let digits = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
-                match v.parse::<u64>() {
-                    Ok(n) if digits => Ok(Id(n)),
-                    _ => Err(E::invalid_value(Unexpected::Str(v), &self)),
-                }
-            }
-        }
-
-        d.deserialize_any(IdVisitor)
-    }
 }
 
 /// A money amount as Shopify sends it: a decimal string (`"404.95"`), never a JSON number.

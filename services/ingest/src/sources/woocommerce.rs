@@ -33,12 +33,14 @@ use contracts::{
 };
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Unexpected, Visitor};
-use time::format_description::well_known::Rfc3339;
-use time::macros::format_description;
-use time::{OffsetDateTime, PrimitiveDateTime};
+use time::OffsetDateTime;
 
+use super::common::{
+    Id, check_hmac_b64, clip, country_code, missing, money, money_or_zero, out_of_range,
+    parse_time, read_json, text_of as text,
+};
 pub use super::{AdapterError, Headers, Parsed};
-use super::{header, sign_hmac_b64, verify_hmac_b64};
+use super::{header, sign_hmac_b64};
 
 /// [`Source::system`] of every event from this adapter.
 pub const SYSTEM: &str = "woocommerce";
@@ -54,9 +56,6 @@ const DELIVERY_ID_HEADER: [&str; 1] = ["x-wc-webhook-delivery-id"];
 /// Order statuses of carts and checkouts that are not orders yet (with or without the
 /// `wc-` prefix WooCommerce uses internally).
 const DRAFT_STATUSES: [&str; 3] = ["draft", "auto-draft", "checkout-draft"];
-
-/// Longest error message built from payload content (serde messages can quote input).
-const MAX_MESSAGE: usize = 240;
 
 /// Proof that a body's signature was checked. Only [`verify`] makes one.
 #[derive(Debug)]
@@ -75,12 +74,7 @@ pub fn verify<H: Headers + ?Sized>(
     headers: &H,
     body: &[u8],
 ) -> Result<Verified, AdapterError> {
-    let signature = header(headers, &SIGNATURE_HEADER).ok_or(AdapterError::MissingSignature)?;
-    if verify_hmac_b64(secrets, body, signature) {
-        Ok(Verified(()))
-    } else {
-        Err(AdapterError::BadSignature)
-    }
+    check_hmac_b64(secrets, headers, &SIGNATURE_HEADER, body).map(|()| Verified(()))
 }
 
 /// Whether a delivery is WooCommerce's creation ping and nothing else: no signature, no
@@ -172,95 +166,6 @@ fn is_draft(status: &str) -> bool {
 fn parse_order(body: &[u8], fallback_time: OffsetDateTime) -> Result<Order, AdapterError> {
     let raw: RawOrder = read_json(body)?;
     raw.into_order(fallback_time)
-}
-
-/// A JSON object read into `T`, with errors sorted into malformed and invalid.
-fn read_json<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, AdapterError> {
-    // serde would also read a struct from a positional array; an order is an object.
-    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-        return Err(AdapterError::Invalid(
-            "expected a json object, found an array".to_owned(),
-        ));
-    }
-    serde_json::from_slice(body).map_err(json_error)
-}
-
-fn json_error(e: serde_json::Error) -> AdapterError {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Eof => AdapterError::MalformedJson(format!(
-            "truncated json at line {} column {}",
-            e.line(),
-            e.column()
-        )),
-        Category::Syntax | Category::Io => AdapterError::MalformedJson(clip(e.to_string())),
-        Category::Data => AdapterError::Invalid(clip(e.to_string())),
-    }
-}
-
-fn clip(mut s: String) -> String {
-    if s.len() > MAX_MESSAGE {
-        let mut end = MAX_MESSAGE;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push('…');
-    }
-    s
-}
-
-fn missing(field: &str) -> AdapterError {
-    AdapterError::Invalid(format!("missing field `{field}`"))
-}
-
-fn out_of_range(field: &str) -> AdapterError {
-    AdapterError::Invalid(format!("{field}: amount out of range"))
-}
-
-/// WooCommerce's `*_gmt` dates: `2017-03-22T19:28:02`, UTC without an offset. An RFC 3339
-/// date with an offset is accepted too.
-fn parse_gmt(s: &str) -> Option<OffsetDateTime> {
-    let s = s.trim();
-    let naive = format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
-    );
-    PrimitiveDateTime::parse(s, naive)
-        .map(PrimitiveDateTime::assume_utc)
-        .or_else(|_| OffsetDateTime::parse(s, &Rfc3339))
-        .ok()
-}
-
-/// The trimmed value, unless absent or blank.
-fn text<S: AsRef<str>>(s: &Option<S>) -> Option<String> {
-    s.as_ref()
-        .map(AsRef::as_ref)
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-}
-
-/// An ISO 3166-1 alpha-2 code, uppercased, or nothing.
-fn country_code(s: &Option<String>) -> Option<String> {
-    let t = s.as_deref()?.trim();
-    (t.len() == 2 && t.bytes().all(|b| b.is_ascii_alphabetic())).then(|| t.to_ascii_uppercase())
-}
-
-fn money(field: &str, amount: &str, currency: &Currency) -> Result<Money, AdapterError> {
-    Money::parse_decimal(amount, currency.clone())
-        .map_err(|e| AdapterError::Invalid(clip(format!("{field}: {e}"))))
-}
-
-/// An optional amount: absent or blank is zero.
-fn money_or_zero(
-    field: &str,
-    amount: &Option<Amount>,
-    currency: &Currency,
-) -> Result<Money, AdapterError> {
-    match text(amount) {
-        Some(a) => money(field, &a, currency),
-        None => Ok(Money::zero(currency.clone())),
-    }
 }
 
 /// A line's unit price from WooCommerce's `price`, which is the line total divided by the
@@ -416,49 +321,11 @@ fn entity(name: &str) -> Option<char> {
     Some(c)
 }
 
-/// A WooCommerce id: a JSON integer or a string of ASCII digits, within `u64`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Id(u64);
-
 impl Id {
     /// WooCommerce writes 0 for "none" (a guest's `customer_id`, a simple product's
     /// `variation_id`).
     fn nonzero(id: Option<Id>) -> Option<ExternalId> {
         id.filter(|id| id.0 != 0).map(|id| ExternalId::from(id.0))
-    }
-}
-
-impl<'de> Deserialize<'de> for Id {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct IdVisitor;
-
-        impl Visitor<'_> for IdVisitor {
-            type Value = Id;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an id (a non-negative integer or a string of digits up to 18446744073709551615)")
-            }
-
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Id, E> {
-                Ok(Id(v))
-            }
-
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Id, E> {
-                u64::try_from(v)
-                    .map(Id)
-                    .map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Id, E> {
-                let digits = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
-                match v.parse::<u64>() {
-                    Ok(n) if digits => Ok(Id(n)),
-                    _ => Err(E::invalid_value(Unexpected::Str(v), &self)),
-                }
-            }
-        }
-
-        d.deserialize_any(IdVisitor)
     }
 }
 
@@ -639,7 +506,7 @@ impl RawOrder {
             placed_at: self
                 .date_created_gmt
                 .as_deref()
-                .and_then(parse_gmt)
+                .and_then(parse_time)
                 .unwrap_or(fallback_time),
             customer: self.customer(),
             lines,
