@@ -27,6 +27,10 @@ pub struct Cli {
     /// Write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Messages in the send scenario and in the latency scenario's marketing backlog
+    /// (default 100,000; 300 with --quick). The target scale is 1,000,000.
+    #[arg(long)]
+    pub messages: Option<usize>,
     /// Run only these scenarios (ingest, latency, send, tracker).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,

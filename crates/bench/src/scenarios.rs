@@ -120,7 +120,12 @@ pub async fn run_all(cli: &Cli) -> anyhow::Result<Report> {
     let pg = Postgres::start_durable().await?;
     let bus = Bus::connect(&BusSettings { url: nats.url(), ..BusSettings::default() }, "bench").await?;
     bus.ensure_topology().await?;
-    let mut env = Env { root: cli.root.clone(), bins, logs: tempfile_dir::Dir(logs), nats, pg, bus, p: Params::new(cli.quick), run: 0 };
+    let mut p = Params::new(cli.quick);
+    if let Some(n) = cli.messages {
+        p.send_n = n;
+        p.backlog = n;
+    }
+    let mut env = Env { root: cli.root.clone(), bins, logs: tempfile_dir::Dir(logs), nats, pg, bus, p, run: 0 };
     let mut report = Report {
         mode: if cli.quick { "quick (smoke test; figures are not meaningful)" } else { "full" },
         machine: machine(),
