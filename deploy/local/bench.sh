@@ -9,11 +9,12 @@ cd "$(dirname "$0")/../.."
 install_missing nats-server postgresql postfix nginx-light ca-certificates
 require_cargo
 export PATH="$PATH:/usr/sbin:$(pg_bin)"
+TARGET="${CARGO_TARGET_DIR:-target}"
 
 if [ "${1:-}" = "--quick" ]; then
     # A smoke test: the debug build the test suite already made is enough.
     cargo build --locked --bins
-    exec target/debug/postflow-bench --quick --out target/bench-quick.md --json target/bench-quick.json "${@:2}"
+    exec "$TARGET"/debug/postflow-bench --quick --out "$TARGET"/bench-quick.md --json "$TARGET"/bench-quick.json "${@:2}"
 fi
 cargo build --locked --release --bins
-exec target/release/postflow-bench --out target/bench.md --json target/bench.json "$@"
+exec "$TARGET"/release/postflow-bench --out "$TARGET"/bench.md --json "$TARGET"/bench.json "$@"

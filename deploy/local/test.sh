@@ -8,14 +8,16 @@ cd "$(dirname "$0")/../.."
 install_missing nats-server postgresql postfix nginx-light ca-certificates
 require_cargo
 export PATH="$PATH:/usr/sbin:$(pg_bin)"
+TARGET="${CARGO_TARGET_DIR:-target}"
 
 echo "==> cargo clippy (workspace, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "==> benchmark smoke test (postflow-bench --quick; no timing assertions)"
 cargo build --workspace --locked --bins
-target/debug/postflow-bench --quick --out target/bench-quick.md --json target/bench-quick.json >/dev/null
-echo "bench: quick run finished, table in target/bench-quick.md"
+started=$SECONDS
+"$TARGET"/debug/postflow-bench --quick --out "$TARGET"/bench-quick.md --json "$TARGET"/bench-quick.json >/dev/null
+echo "bench: quick run finished in $((SECONDS - started)) s, table in $TARGET/bench-quick.md"
 
 echo "==> cargo test (workspace)"
 cargo test --workspace --locked "$@"

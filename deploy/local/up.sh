@@ -18,6 +18,7 @@ INGEST_PORT=8080 TRACKER_PORT=8081
 install_missing nats-server postgresql curl ca-certificates
 require_cargo
 export PATH="$PATH:/usr/sbin:$(pg_bin)"
+TARGET="${CARGO_TARGET_DIR:-target}"
 
 for port in $NATS_PORT $PG_PORT $SMTP_PORT $INGEST_PORT $TRACKER_PORT 8082 8083 8084 8085; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
@@ -28,7 +29,8 @@ done
 
 echo "==> building (the first build takes a few minutes)"
 cargo build --locked --bins
-BIN="$ROOT/target/debug"
+case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
+BIN="$TARGET/debug"
 "$BIN/postflow" check --tenants deploy/local/tenants
 
 rm -rf "$STATE/nats" "$STATE/mail" "$STATE/logs"
