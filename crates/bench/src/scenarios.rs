@@ -50,7 +50,7 @@ impl Params {
 struct Env {
     root: PathBuf,
     bins: PathBuf,
-    logs: tempfile_dir::Dir,
+    logs: PathBuf,
     nats: NatsServer,
     pg: Postgres,
     bus: Bus,
@@ -58,10 +58,6 @@ struct Env {
     run: usize,
 }
 
-/// A throwaway directory for logs, kept if the run fails.
-mod tempfile_dir {
-    pub struct Dir(pub std::path::PathBuf);
-}
 
 impl Env {
     /// A fresh nats-server, so no scenario inherits another's backlog.
@@ -96,7 +92,7 @@ impl Env {
             env.push(("POSTFLOW_DATABASE__URL".into(), url));
         }
         env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
-        let proc = Proc::spawn(&format!("{name}-{}", self.run), &self.bin(name), &[], &env, &self.logs.0)?;
+        let proc = Proc::spawn(&format!("{name}-{}", self.run), &self.bin(name), &[], &env, &self.logs)?;
         proc.ready(addr).await
     }
 }
@@ -125,7 +121,7 @@ pub async fn run_all(cli: &Cli) -> anyhow::Result<Report> {
         p.send_n = n;
         p.backlog = n;
     }
-    let mut env = Env { root: cli.root.clone(), bins, logs: tempfile_dir::Dir(logs), nats, pg, bus, p, run: 0 };
+    let mut env = Env { root: cli.root.clone(), bins, logs, nats, pg, bus, p, run: 0 };
     let mut report = Report {
         mode: if cli.quick { "quick (smoke test; figures are not meaningful)" } else { "full" },
         machine: machine(),
@@ -454,7 +450,7 @@ async fn send(env: &mut Env, report: &mut Report) -> anyhow::Result<()> {
     if is_root() {
         sink_args.splice(0..0, ["-u", "nobody"]);
     }
-    let sink = Proc::spawn("smtp-sink", &sink_bin, &sink_args, &[], &env.logs.0)?;
+    let sink = Proc::spawn("smtp-sink", &sink_bin, &sink_args, &[], &env.logs)?;
 
     progress("send: measuring one rendered message's size");
     let capture = SmtpCapture::start(CaptureConfig::default()).await?;
@@ -591,7 +587,7 @@ async fn tracker(env: &mut Env, report: &mut Report) -> anyhow::Result<()> {
         Some(nginx) => {
             progress("tracker: baseline, nginx empty_gif");
             let port = testkit::free_port();
-            let dir = env.logs.0.join("nginx");
+            let dir = env.logs.join("nginx");
             std::fs::create_dir_all(&dir)?;
             let conf = dir.join("nginx.conf");
             std::fs::write(
@@ -604,7 +600,7 @@ async fn tracker(env: &mut Env, report: &mut Report) -> anyhow::Result<()> {
                     d = dir.display()
                 ),
             )?;
-            let proc = Proc::spawn("nginx", &nginx, &["-c", &conf.display().to_string(), "-p", &dir.display().to_string()], &[], &env.logs.0)?;
+            let proc = Proc::spawn("nginx", &nginx, &["-c", &conf.display().to_string(), "-p", &dir.display().to_string()], &[], &env.logs)?;
             let naddr: SocketAddr = ([127, 0, 0, 1], port).into();
             let deadline = Instant::now() + Duration::from_secs(10);
             while tokio::net::TcpStream::connect(naddr).await.is_err() && Instant::now() < deadline {

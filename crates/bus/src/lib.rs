@@ -62,11 +62,6 @@ impl Bus {
         matches!(self.client.connection_state(), async_nats::connection::State::Connected)
     }
 
-    /// Flushes buffered publishes and waits until the server has seen them.
-    pub async fn flush(&self) -> anyhow::Result<()> {
-        self.client.flush().await?;
-        Ok(())
-    }
 
     /// How many messages `stream` holds now (for tests, benchmarks and operators).
     pub async fn stream_len(&self, stream: &str) -> anyhow::Result<u64> {

@@ -27,14 +27,19 @@ impl DbSettings {
     }
 }
 
-/// Opens a pool and applies `migrator`, retrying for up to a minute while the database
-/// comes up (a rolling deploy may start services before PostgreSQL is ready).
-pub async fn connect(settings: &DbSettings, migrator: &Migrator) -> anyhow::Result<PgPool> {
-    let pool = PgPoolOptions::new()
+/// A pool that connects on first use. No migrations: see [`connect`].
+pub fn pool(settings: &DbSettings) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy(settings.url.expose_secret())
-        .map_err(|e| anyhow::anyhow!("invalid database url: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("invalid database url: {e}"))
+}
+
+/// Opens a pool and applies `migrator`, retrying for up to a minute while the database
+/// comes up (a rolling deploy may start services before PostgreSQL is ready).
+pub async fn connect(settings: &DbSettings, migrator: &Migrator) -> anyhow::Result<PgPool> {
+    let pool = pool(settings)?;
     let mut delay = Duration::from_millis(200);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {

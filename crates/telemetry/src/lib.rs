@@ -130,10 +130,3 @@ pub fn continue_trace(span: &tracing::Span, headers: &[(String, String)]) {
     let _ = span.set_parent(parent);
 }
 
-/// The trace id of the current span, as 32 hex digits, when one is active.
-pub fn current_trace_id() -> Option<String> {
-    use opentelemetry::trace::TraceContextExt;
-    let cx = tracing::Span::current().context();
-    let sc = cx.span().span_context().clone();
-    sc.is_valid().then(|| sc.trace_id().to_string())
-}

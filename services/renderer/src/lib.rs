@@ -296,7 +296,7 @@ async fn preview(
         tenant: t.id.clone(),
         lane: Lane::Transactional,
         template: template.clone(),
-        to: tenancy_preview_recipient(t),
+        to: contracts::Mailbox { name: Some("Preview".into()), email: t.sender.from.email.clone() },
         locale: data.get("locale").and_then(Value::as_str).map(str::to_owned),
         cause: contracts::Cause { flow: "preview".into(), run_id: Default::default(), step: 0, event_id: Default::default() },
         data,
@@ -307,8 +307,4 @@ async fn preview(
         Err(TemplateError::NotFound { .. }) => (StatusCode::NOT_FOUND, axum::Json(json!({"error": "unknown template"}))).into_response(),
         Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"error": e.to_string()}))).into_response(),
     }
-}
-
-fn tenancy_preview_recipient(t: &Tenant) -> contracts::Mailbox {
-    contracts::Mailbox { name: Some("Preview".into()), email: t.sender.from.email.clone() }
 }

@@ -90,8 +90,6 @@ pub struct Profiles {
 impl Handler<Envelope> for Profiles {
     async fn handle(&self, d: Delivery<Envelope>) -> Result<(), HandleError> {
         let env = d.body;
-        let span = tracing::Span::current();
-        span.record("tenant", env.tenant.as_str());
         let mut tx = self.pool.begin().await.map_err(HandleError::transient)?;
         let fresh = sqlx::query("insert into processed_events (tenant, event_id) values ($1, $2) on conflict do nothing")
             .bind(env.tenant.as_str())

@@ -76,7 +76,9 @@ impl Application {
 
     pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let pool_tx = kit::db::connect(&settings.database, &MIGRATOR).await?;
-        let pool_mkt = kit::db::connect(&settings.database, &MIGRATOR).await?;
+        // Same database, migrated above; a pool of its own so the lanes never wait on
+        // each other's connections.
+        let pool_mkt = kit::db::pool(&settings.database)?;
         let bus = Bus::connect(&settings.nats, "sender").await?;
         bus.ensure_topology().await?;
         let listener = TcpListener::bind(settings.http.addr).await?;
