@@ -6,8 +6,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
-    EmailBounced, EmailClicked, EmailOpened, EmailSent, EmailUnsubscribed, OrderPlaced,
-    SPEC_VERSION, ShipmentUpdated, TenantId, ids::POSTFLOW_NAMESPACE,
+    Checkout, CustomerChanged, EmailBounced, EmailClicked, EmailOpened, EmailSent,
+    EmailUnsubscribed, Fulfillment, FulfillmentStatusUpdated, OrderChanged, OrderPlaced,
+    PrivacyRequested, SPEC_VERSION, ShipmentProgressed, ShipmentStalled, ShipmentUpdated,
+    TenantId, ids::POSTFLOW_NAMESPACE,
 };
 
 /// Where an event came from: the system and, for webhooks, the delivery that carried it.
@@ -32,8 +34,32 @@ pub struct Source {
 pub enum Event {
     #[serde(rename = "order.placed")]
     OrderPlaced(OrderPlaced),
+    #[serde(rename = "order.paid")]
+    OrderPaid(OrderChanged),
+    #[serde(rename = "order.cancelled")]
+    OrderCancelled(OrderChanged),
+    #[serde(rename = "order.fulfilled")]
+    OrderFulfilled(OrderChanged),
+    #[serde(rename = "fulfillment.created")]
+    FulfillmentCreated(Fulfillment),
+    #[serde(rename = "fulfillment.updated")]
+    FulfillmentUpdated(Fulfillment),
+    #[serde(rename = "fulfillment.status_updated")]
+    FulfillmentStatusUpdated(FulfillmentStatusUpdated),
     #[serde(rename = "shipment.updated")]
     ShipmentUpdated(ShipmentUpdated),
+    #[serde(rename = "shipment.progressed")]
+    ShipmentProgressed(ShipmentProgressed),
+    #[serde(rename = "shipment.stalled")]
+    ShipmentStalled(ShipmentStalled),
+    #[serde(rename = "checkout.updated")]
+    CheckoutUpdated(Checkout),
+    #[serde(rename = "customer.created")]
+    CustomerCreated(CustomerChanged),
+    #[serde(rename = "customer.updated")]
+    CustomerUpdated(CustomerChanged),
+    #[serde(rename = "privacy.requested")]
+    PrivacyRequested(PrivacyRequested),
     #[serde(rename = "email.sent")]
     EmailSent(EmailSent),
     #[serde(rename = "email.bounced")]
@@ -50,7 +76,19 @@ pub enum Event {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
     OrderPlaced,
+    OrderPaid,
+    OrderCancelled,
+    OrderFulfilled,
+    FulfillmentCreated,
+    FulfillmentUpdated,
+    FulfillmentStatusUpdated,
     ShipmentUpdated,
+    ShipmentProgressed,
+    ShipmentStalled,
+    CheckoutUpdated,
+    CustomerCreated,
+    CustomerUpdated,
+    PrivacyRequested,
     EmailSent,
     EmailBounced,
     EmailOpened,
@@ -59,9 +97,21 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 19] = [
         Self::OrderPlaced,
+        Self::OrderPaid,
+        Self::OrderCancelled,
+        Self::OrderFulfilled,
+        Self::FulfillmentCreated,
+        Self::FulfillmentUpdated,
+        Self::FulfillmentStatusUpdated,
         Self::ShipmentUpdated,
+        Self::ShipmentProgressed,
+        Self::ShipmentStalled,
+        Self::CheckoutUpdated,
+        Self::CustomerCreated,
+        Self::CustomerUpdated,
+        Self::PrivacyRequested,
         Self::EmailSent,
         Self::EmailBounced,
         Self::EmailOpened,
@@ -73,7 +123,19 @@ impl EventKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::OrderPlaced => "order.placed",
+            Self::OrderPaid => "order.paid",
+            Self::OrderCancelled => "order.cancelled",
+            Self::OrderFulfilled => "order.fulfilled",
+            Self::FulfillmentCreated => "fulfillment.created",
+            Self::FulfillmentUpdated => "fulfillment.updated",
+            Self::FulfillmentStatusUpdated => "fulfillment.status_updated",
             Self::ShipmentUpdated => "shipment.updated",
+            Self::ShipmentProgressed => "shipment.progressed",
+            Self::ShipmentStalled => "shipment.stalled",
+            Self::CheckoutUpdated => "checkout.updated",
+            Self::CustomerCreated => "customer.created",
+            Self::CustomerUpdated => "customer.updated",
+            Self::PrivacyRequested => "privacy.requested",
             Self::EmailSent => "email.sent",
             Self::EmailBounced => "email.bounced",
             Self::EmailOpened => "email.opened",
@@ -81,13 +143,30 @@ impl EventKind {
             Self::EmailUnsubscribed => "email.unsubscribed",
         }
     }
+
+    /// The kind named `name` (as in `type`), if there is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
 }
 
 impl Event {
     pub fn kind(&self) -> EventKind {
         match self {
             Self::OrderPlaced(_) => EventKind::OrderPlaced,
+            Self::OrderPaid(_) => EventKind::OrderPaid,
+            Self::OrderCancelled(_) => EventKind::OrderCancelled,
+            Self::OrderFulfilled(_) => EventKind::OrderFulfilled,
+            Self::FulfillmentCreated(_) => EventKind::FulfillmentCreated,
+            Self::FulfillmentUpdated(_) => EventKind::FulfillmentUpdated,
+            Self::FulfillmentStatusUpdated(_) => EventKind::FulfillmentStatusUpdated,
             Self::ShipmentUpdated(_) => EventKind::ShipmentUpdated,
+            Self::ShipmentProgressed(_) => EventKind::ShipmentProgressed,
+            Self::ShipmentStalled(_) => EventKind::ShipmentStalled,
+            Self::CheckoutUpdated(_) => EventKind::CheckoutUpdated,
+            Self::CustomerCreated(_) => EventKind::CustomerCreated,
+            Self::CustomerUpdated(_) => EventKind::CustomerUpdated,
+            Self::PrivacyRequested(_) => EventKind::PrivacyRequested,
             Self::EmailSent(_) => EventKind::EmailSent,
             Self::EmailBounced(_) => EventKind::EmailBounced,
             Self::EmailOpened(_) => EventKind::EmailOpened,

@@ -11,6 +11,7 @@
 mod email;
 mod envelope;
 mod ids;
+mod lifecycle;
 mod messages;
 mod money;
 mod order;
@@ -24,9 +25,15 @@ pub use messages::{
     Cause, EmailBounced, EmailClicked, EmailOpened, EmailSent, EmailUnsubscribed, Lane,
     OutboundMessage, RenderRequest,
 };
+pub use lifecycle::{
+    Checkout, CustomerChanged, Fulfillment, FulfillmentStatusUpdated, OrderChanged,
+    PrivacyRequestKind, PrivacyRequested,
+};
 pub use money::{Currency, InvalidMoney, Money};
 pub use order::{Address, Customer, Order, OrderLine, OrderPlaced};
-pub use shipment::{Checkpoint, ShipmentStatus, ShipmentUpdated};
+pub use shipment::{
+    Checkpoint, ShipmentProgressed, ShipmentStalled, ShipmentStatus, ShipmentUpdated, ShipmentView,
+};
 
 /// Version of the envelope format carried in every event, render request and message.
 pub const SPEC_VERSION: u16 = 1;

@@ -6,8 +6,10 @@
 use schemars::{JsonSchema, schema_for};
 
 use crate::{
-    EmailBounced, EmailClicked, EmailOpened, EmailSent, EmailUnsubscribed, Envelope, OrderPlaced,
-    OutboundMessage, RenderRequest, ShipmentUpdated,
+    Checkout, CustomerChanged, EmailBounced, EmailClicked, EmailOpened, EmailSent,
+    EmailUnsubscribed, Envelope, Fulfillment, FulfillmentStatusUpdated, OrderChanged, OrderPlaced,
+    OutboundMessage, PrivacyRequested, RenderRequest, ShipmentProgressed, ShipmentStalled,
+    ShipmentUpdated,
 };
 
 /// `(file name, pretty JSON)` for every contract.
@@ -21,7 +23,15 @@ pub fn all() -> Vec<(String, String)> {
     vec![
         one::<Envelope>("envelope"),
         one::<OrderPlaced>("order.placed"),
+        one::<OrderChanged>("order.changed"),
+        one::<Fulfillment>("fulfillment"),
+        one::<FulfillmentStatusUpdated>("fulfillment.status_updated"),
         one::<ShipmentUpdated>("shipment.updated"),
+        one::<ShipmentProgressed>("shipment.progressed"),
+        one::<ShipmentStalled>("shipment.stalled"),
+        one::<Checkout>("checkout.updated"),
+        one::<CustomerChanged>("customer.changed"),
+        one::<PrivacyRequested>("privacy.requested"),
         one::<EmailSent>("email.sent"),
         one::<EmailBounced>("email.bounced"),
         one::<EmailOpened>("email.opened"),

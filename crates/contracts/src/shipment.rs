@@ -96,3 +96,53 @@ pub struct ShipmentUpdated {
     #[serde(default)]
     pub checkpoints: Vec<Checkpoint>,
 }
+
+/// A shipment as the scheduler tracks it: linked to its order, with its latest status and
+/// its history. Carried by the journey events the scheduler derives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ShipmentView {
+    pub carrier: String,
+    pub tracking_number: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_url: Option<String>,
+    pub status: ShipmentStatus,
+    /// The carrier's own status of the latest update, verbatim.
+    pub carrier_status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String")]
+    pub status_at: OffsetDateTime,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    #[schemars(with = "Option<String>")]
+    pub estimated_delivery: Option<OffsetDateTime>,
+    /// Every status change seen, oldest first.
+    #[serde(default)]
+    pub history: Vec<Checkpoint>,
+}
+
+/// `shipment.progressed` (derived by the scheduler): a linked shipment reached a new status.
+/// Repeats, regressions and late out-of-order updates never produce one; a burst of updates
+/// inside the tenant's window produces one, with the latest status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ShipmentProgressed {
+    pub order_id: crate::ExternalId,
+    /// The status the customer was last told about, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<ShipmentStatus>,
+    pub shipment: ShipmentView,
+}
+
+/// `shipment.stalled` (derived by the scheduler): no carrier scan for the tenant's
+/// configured number of days, and the parcel has not arrived.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ShipmentStalled {
+    pub order_id: crate::ExternalId,
+    pub shipment: ShipmentView,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String")]
+    pub last_scan_at: OffsetDateTime,
+    pub days_without_scan: u32,
+}
