@@ -11,7 +11,7 @@ use common::{SHOPIFY_SECRET as SECRET, Stack};
 use ingest::sources::{easypost, postflow, woocommerce};
 
 fn reference(name: &str) -> Vec<u8> {
-    std::fs::read(common::workspace_root().join("../shared/reference/webhooks").join(name)).unwrap()
+    std::fs::read(common::workspace_root().join("services/ingest/fixtures").join(name)).unwrap()
 }
 
 async fn post(stack: &Stack, source: &str, headers: &[(&str, String)], body: Vec<u8>) -> reqwest::Response {

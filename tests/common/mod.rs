@@ -30,7 +30,7 @@ pub fn tenants_dir() -> PathBuf {
 }
 
 pub fn shopify_sample() -> Vec<u8> {
-    let path = workspace_root().join("../shared/reference/webhooks/shopify_orders_create.json");
+    let path = workspace_root().join("services/ingest/fixtures/shopify_orders_create.json");
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 

@@ -311,7 +311,7 @@ mod tests {
     use time::macros::datetime;
 
     const SAMPLE: &[u8] = include_bytes!(
-        "../../../../../shared/reference/webhooks/aftership_tracking_update_TRIMMED.json"
+        "../../fixtures/aftership_tracking_update_TRIMMED.json"
     );
     const SECRET: &[u8] = b"as-webhook-secret";
     const OLD_SECRET: &[u8] = b"as-webhook-previous";

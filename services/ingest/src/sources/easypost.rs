@@ -505,12 +505,12 @@ mod tests {
     /// EasyPost's client-library fixture: one line of JSON and a final newline that the
     /// test vector's signature does not cover (README §0).
     const FIXTURE: &[u8] =
-        include_bytes!("../../../../../shared/reference/webhooks/easypost_tracker_updated.json");
+        include_bytes!("../../fixtures/easypost_tracker_updated.json");
     const DOCS_SAMPLE: &[u8] = include_bytes!(
-        "../../../../../shared/reference/webhooks/easypost_tracker_updated_delivered_docs.json"
+        "../../fixtures/easypost_tracker_updated_delivered_docs.json"
     );
     const VECTOR: &[u8] = include_bytes!(
-        "../../../../../shared/reference/webhooks/easypost_webhook_hmac_test_vector.json"
+        "../../fixtures/easypost_webhook_hmac_test_vector.json"
     );
     const SECRET: &[u8] = b"whsec-current";
     const OLD_SECRET: &[u8] = b"whsec-previous";

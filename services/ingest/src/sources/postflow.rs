@@ -427,7 +427,7 @@ mod tests {
     use time::macros::datetime;
 
     const VECTOR: &[u8] = include_bytes!(
-        "../../../../../shared/reference/webhooks/standard_webhooks_test_vector.json"
+        "../../fixtures/standard_webhooks_test_vector.json"
     );
     const SCHEMA: &str = include_str!("../../../../proto/webhooks/postflow-generic.schema.json");
     const DOC: &str = include_str!("../../../../proto/webhooks/postflow-generic.md");

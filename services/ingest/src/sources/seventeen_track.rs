@@ -427,7 +427,7 @@ mod tests {
     use time::macros::datetime;
 
     const SAMPLE: &[u8] =
-        include_bytes!("../../../../../shared/reference/webhooks/17track_tracking_updated.json");
+        include_bytes!("../../fixtures/17track_tracking_updated.json");
     const SECRET: &[u8] = b"17token-key";
     const OLD_SECRET: &[u8] = b"17token-previous";
 

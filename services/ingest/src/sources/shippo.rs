@@ -461,7 +461,7 @@ mod tests {
     use time::macros::datetime;
 
     const SAMPLE: &[u8] =
-        include_bytes!("../../../../../shared/reference/webhooks/shippo_track_updated.json");
+        include_bytes!("../../fixtures/shippo_track_updated.json");
     const SECRET: &[u8] = b"shippo-secret";
     const OLD_SECRET: &[u8] = b"shippo-previous";
     const T: u64 = 1_700_000_000;

@@ -469,7 +469,7 @@ mod tests {
     use time::macros::datetime;
 
     const SAMPLE: &[u8] =
-        include_bytes!("../../../../../shared/reference/webhooks/shopify_orders_create.json");
+        include_bytes!("../../fixtures/shopify_orders_create.json");
     const SECRET: &[u8] = b"shpss_current";
     const OLD_SECRET: &[u8] = b"shpss_previous";
 

@@ -648,7 +648,7 @@ mod tests {
     use time::macros::datetime;
 
     const SAMPLE: &[u8] = include_bytes!(
-        "../../../../../shared/reference/webhooks/woocommerce_order_v3_payload.json"
+        "../../fixtures/woocommerce_order_v3_payload.json"
     );
     const SECRET: &[u8] = b"wc-secret-current";
     const OLD_SECRET: &[u8] = b"wc-secret-previous";
