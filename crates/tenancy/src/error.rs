@@ -22,6 +22,15 @@ impl ConfigError {
         let (line, column) = line_col(source, offset);
         Self { file: file.into(), line, column, message: message.into() }
     }
+
+    /// `file:line:column` (or just `file`), for pointing at config from later errors.
+    pub fn location(&self) -> String {
+        if self.line == 0 {
+            self.file.display().to_string()
+        } else {
+            format!("{}:{}:{}", self.file.display(), self.line, self.column)
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {

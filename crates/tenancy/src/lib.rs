@@ -24,8 +24,9 @@ use contracts::TenantId;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
-    Brand, Direction, Flow, FlowStep, Secret, SenderIdentity, SourceSecrets, Tenant, TemplateSource,
-    Tracking,
+    Brand, Condition, CrossSell, Delivery, Dkim, Direction, Flow, FlowStep, Offer, OfferExpiry,
+    OfferKind, ProductPick, Provider, Secret, SenderIdentity, ShipmentSettings, SourceSecrets,
+    Tenant, TemplateSource, Tracking,
 };
 
 /// Every tenant known to this process, by id.

@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use contracts::{EmailAddress, EventKind, Lane, Mailbox, TenantId};
+use contracts::{EmailAddress, EventKind, Lane, Mailbox, Money, TenantId};
 use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Debug, Clone)]
@@ -19,7 +19,17 @@ pub struct Tenant {
     pub tracking: Tracking,
     /// Webhook signing secrets by source (`shopify`, `woocommerce`, …).
     pub sources: BTreeMap<String, SourceSecrets>,
+    /// The tenant's flows: the built-in journey (unless switched off), with the tenant's
+    /// own files overriding built-in ones of the same id.
     pub flows: Vec<Flow>,
+    /// How this tenant's mail leaves: the shared SMTP relay or an HTTP provider account.
+    pub delivery: Delivery,
+    /// DKIM signing for the sending domain, when configured.
+    pub dkim: Option<Dkim>,
+    /// Offers (coupons, free shipping) that flow steps attach by name.
+    pub offers: BTreeMap<String, Offer>,
+    pub cross_sell: CrossSell,
+    pub shipments: ShipmentSettings,
     /// The tenant's own templates by name (file stem); they override built-in ones.
     pub templates: Vec<TemplateSource>,
     pub dir: PathBuf,
@@ -80,6 +90,159 @@ pub struct Brand {
     pub font_family: String,
     /// `None` means "from the recipient's locale".
     pub direction: Option<Direction>,
+    /// Write numbers in the locale's native digits (Persian ۱۲۳, Arabic-Indic ١٢٣) rather
+    /// than ASCII digits.
+    pub native_digits: bool,
+}
+
+/// Which transport carries a tenant's mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// The sender's configured SMTP relay.
+    Smtp,
+    /// Amazon SES, API v2.
+    Ses,
+    Postmark,
+    Sendgrid,
+    Mailgun,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 5] = [Self::Smtp, Self::Ses, Self::Postmark, Self::Sendgrid, Self::Mailgun];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Smtp => "smtp",
+            Self::Ses => "ses",
+            Self::Postmark => "postmark",
+            Self::Sendgrid => "sendgrid",
+            Self::Mailgun => "mailgun",
+        }
+    }
+}
+
+/// A tenant's delivery account. Which fields are required depends on the provider and is
+/// checked at load: SES needs `region`, `access_key_id` and `secret_access_key`; Postmark
+/// and SendGrid need `api_key`; Mailgun needs `api_key` and `domain`.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub provider: Provider,
+    /// Overrides the provider's API base URL (a regional endpoint, or a test stub).
+    pub endpoint: Option<String>,
+    pub api_key: Option<Secret>,
+    pub region: Option<String>,
+    /// The provider-side sending domain (Mailgun).
+    pub domain: Option<String>,
+    pub access_key_id: Option<Secret>,
+    pub secret_access_key: Option<Secret>,
+    /// What the provider account allows, shared by all sender replicas.
+    pub max_per_second: Option<u32>,
+    /// Per recipient domain (e.g. gmail.com), shared by all sender replicas.
+    pub max_per_second_per_domain: Option<u32>,
+    /// Verifies the provider's bounce and complaint webhooks (Mailgun signing key,
+    /// SendGrid verification key, Postmark basic-auth password).
+    pub webhook_secret: Option<Secret>,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Self {
+            provider: Provider::Smtp,
+            endpoint: None,
+            api_key: None,
+            region: None,
+            domain: None,
+            access_key_id: None,
+            secret_access_key: None,
+            max_per_second: None,
+            max_per_second_per_domain: None,
+            webhook_secret: None,
+        }
+    }
+}
+
+/// DKIM signing (RFC 6376) for the tenant's sending domain.
+#[derive(Debug, Clone)]
+pub struct Dkim {
+    pub domain: String,
+    pub selector: String,
+    /// PEM: an RSA (PKCS#1 or PKCS#8) or Ed25519 private key.
+    pub private_key: Secret,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfferKind {
+    Coupon,
+    FreeShipping,
+}
+
+/// When an offer stops being valid, counted from the moment the email is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfferExpiry {
+    Never,
+    /// The end of the day the email is sent (in UTC): "an offer that expires today".
+    EndOfDay,
+    After(Duration),
+}
+
+/// A coupon or free-shipping offer, attached to a send step by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    pub name: String,
+    pub kind: OfferKind,
+    pub code: String,
+    /// For coupons: the discount in percent (1–100).
+    pub percent_off: Option<u8>,
+    /// Shown in the email, e.g. "10% off your next order".
+    pub description: Option<String>,
+    pub expires: OfferExpiry,
+}
+
+/// A product as a cross-sell block shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProductPick {
+    pub title: String,
+    pub url: String,
+    pub image_url: Option<String>,
+    pub price: Option<Money>,
+}
+
+/// Cross-sell in order confirmations: products frequently bought together with the
+/// ordered ones, from the tenant's own orders, else the shop's own picks.
+#[derive(Debug, Clone)]
+pub struct CrossSell {
+    pub enabled: bool,
+    /// How many products to show.
+    pub count: usize,
+    /// Fallback when the order history has nothing to say yet.
+    pub picks: Vec<ProductPick>,
+}
+
+impl Default for CrossSell {
+    fn default() -> Self {
+        Self { enabled: true, count: 3, picks: Vec::new() }
+    }
+}
+
+/// How carrier updates become customer notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShipmentSettings {
+    /// Status changes inside this window after the first are merged into one email.
+    pub burst_window: Duration,
+    /// No carrier scan for this long (and not delivered) raises `shipment.stalled`.
+    pub stalled_after: Duration,
+    /// How long a carrier update waits for the fulfillment that links it to an order.
+    pub link_wait: Duration,
+}
+
+impl Default for ShipmentSettings {
+    fn default() -> Self {
+        Self {
+            burst_window: Duration::from_secs(15 * 60),
+            stalled_after: Duration::from_secs(5 * 86_400),
+            link_wait: Duration::from_secs(3 * 86_400),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -127,16 +290,32 @@ pub struct Flow {
     pub trigger: EventKind,
     pub lane: Lane,
     pub enabled: bool,
+    /// A MiniJinja expression over `event`, `order` and `customer`; the flow starts only
+    /// when it is true. Syntax-checked at load.
+    pub when: Option<Condition>,
+    /// Goal events: when one of these arrives for the same order (or, for events without
+    /// an order, the same customer), the run exits before its next step.
+    pub exit_on: Vec<EventKind>,
     pub steps: Vec<FlowStep>,
     pub file: PathBuf,
+    /// Shipped with Postflow rather than written by the tenant.
+    pub builtin: bool,
+}
+
+/// A condition as written, with where it was written (for error messages at run time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    pub expr: String,
+    pub at: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FlowStep {
     /// Wait this long after the previous step.
     Wait(Duration),
-    /// Send this template to the customer.
-    Send { template: String },
+    /// Send this template to the customer, with the named offer when the tenant defines
+    /// it, and only when `when` (if any) holds at that moment.
+    Send { template: String, offer: Option<String>, when: Option<Condition> },
 }
 
 /// A template file: its name (file stem), its text and where it came from.

@@ -4,11 +4,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use contracts::{EmailAddress, EventKind, Lane, TenantId};
+use contracts::{Currency, EmailAddress, EventKind, Lane, Money, TenantId};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::model::{self, Brand, Direction, Flow, FlowStep, Secret, SenderIdentity, SourceSecrets, Tenant, TemplateSource, Tracking};
+use crate::model::{
+    self, Brand, Condition, CrossSell, Delivery, Direction, Dkim, Flow, FlowStep, Offer, OfferExpiry, OfferKind,
+    ProductPick, Provider, Secret, SenderIdentity, ShipmentSettings, SourceSecrets, Tenant, TemplateSource,
+    Tracking,
+};
 use crate::{ConfigError, ConfigErrors, Tenants};
 
 #[derive(Deserialize)]
@@ -24,6 +28,90 @@ struct RawTenant {
     tracking: RawTracking,
     #[serde(default)]
     sources: BTreeMap<String, RawSource>,
+    #[serde(default)]
+    delivery: Option<RawDelivery>,
+    #[serde(default)]
+    dkim: Option<RawDkim>,
+    #[serde(default)]
+    offers: BTreeMap<String, RawOffer>,
+    #[serde(default)]
+    cross_sell: Option<RawCrossSell>,
+    #[serde(default)]
+    shipments: Option<RawShipments>,
+    #[serde(default)]
+    flows: Option<RawFlowSwitches>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDelivery {
+    provider: Spanned<String>,
+    endpoint: Option<Spanned<String>>,
+    api_key: Option<Spanned<String>>,
+    region: Option<String>,
+    domain: Option<String>,
+    access_key_id: Option<Spanned<String>>,
+    secret_access_key: Option<Spanned<String>>,
+    max_per_second: Option<u32>,
+    max_per_second_per_domain: Option<u32>,
+    webhook_secret: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDkim {
+    selector: Spanned<String>,
+    domain: Option<Spanned<String>>,
+    private_key: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOffer {
+    kind: Spanned<String>,
+    code: Spanned<String>,
+    percent_off: Option<Spanned<i64>>,
+    description: Option<String>,
+    expires: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCrossSell {
+    #[serde(default = "yes")]
+    enabled: bool,
+    count: Option<Spanned<i64>>,
+    #[serde(default)]
+    picks: Vec<RawPick>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPick {
+    title: String,
+    url: Spanned<String>,
+    image_url: Option<Spanned<String>>,
+    price: Option<Spanned<String>>,
+    currency: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShipments {
+    burst_window: Option<Spanned<String>>,
+    stalled_after: Option<Spanned<String>>,
+    link_wait: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlowSwitches {
+    /// Whether the built-in journey flows apply to this tenant.
+    #[serde(default = "yes")]
+    defaults: bool,
+    /// Built-in flows switched off by id.
+    #[serde(default)]
+    disabled: Vec<Spanned<String>>,
 }
 
 fn default_locale() -> Spanned<String> {
@@ -49,6 +137,8 @@ struct RawBrand {
     background_color: Option<Spanned<String>>,
     font_family: Option<String>,
     direction: Option<Spanned<String>>,
+    #[serde(default)]
+    native_digits: bool,
 }
 
 #[derive(Deserialize)]
@@ -85,6 +175,9 @@ struct RawFlow {
     lane: Spanned<String>,
     #[serde(default = "yes")]
     enabled: bool,
+    when: Option<Spanned<String>>,
+    #[serde(default)]
+    exit_on: Vec<Spanned<String>>,
     steps: Spanned<Vec<RawStep>>,
 }
 
@@ -97,6 +190,8 @@ fn default_lane() -> Spanned<String> {
 struct RawStep {
     send: Option<Spanned<String>>,
     wait: Option<Spanned<String>>,
+    offer: Option<Spanned<String>>,
+    when: Option<Spanned<String>>,
 }
 
 /// Collects errors for one file.
@@ -204,6 +299,7 @@ fn load_tenant(dir: &Path, errors: &mut Vec<ConfigError>) -> Option<Tenant> {
                 }
             },
         },
+        native_digits: raw.brand.native_digits,
     };
     let mut sources = BTreeMap::new();
     for (name, src) in &raw.sources {
@@ -224,8 +320,31 @@ fn load_tenant(dir: &Path, errors: &mut Vec<ConfigError>) -> Option<Tenant> {
         cx.err(&raw.locale, "locale must not be empty");
     }
 
+    let delivery = raw.delivery.as_ref().map(|d| parse_delivery(&mut cx, d)).unwrap_or_default();
+    let dkim = raw.dkim.as_ref().and_then(|d| parse_dkim(&mut cx, d, &from));
+    let offers = raw.offers.iter().filter_map(|(name, o)| parse_offer(&mut cx, name, o).map(|o| (name.clone(), o))).collect();
+    let cross_sell = raw.cross_sell.as_ref().map(|c| parse_cross_sell(&mut cx, c)).unwrap_or_default();
+    let shipments = raw.shipments.as_ref().map(|s| parse_shipments(&mut cx, s)).unwrap_or_default();
+    let switches = raw.flows.as_ref();
+    let mut builtin = Vec::new();
+    if switches.is_none_or(|s| s.defaults) {
+        builtin = builtin_flows(cx.errors);
+        for off in switches.map(|s| s.disabled.as_slice()).unwrap_or_default() {
+            match builtin.iter_mut().find(|f| &f.id == off.get_ref()) {
+                Some(f) => f.enabled = false,
+                None => {
+                    let known: Vec<&str> = builtin.iter().map(|f| f.id.as_str()).collect();
+                    cx.err(off, format!("no built-in flow {:?}; built-in: {}", off.get_ref(), known.join(", ")));
+                }
+            }
+        }
+    }
+
     let templates = load_templates(&dir.join("templates"), cx.errors);
-    let flows = load_flows(&dir.join("flows"), cx.errors);
+    let own = load_flows(&dir.join("flows"), cx.errors);
+    // The tenant's file wins over the built-in flow of the same id.
+    let mut flows: Vec<Flow> = builtin.into_iter().filter(|b| !own.iter().any(|f| f.id == b.id)).collect();
+    flows.extend(own);
 
     if errors.len() > before {
         return None;
@@ -244,6 +363,11 @@ fn load_tenant(dir: &Path, errors: &mut Vec<ConfigError>) -> Option<Tenant> {
         tracking: Tracking { opens: raw.tracking.opens, clicks: raw.tracking.clicks },
         sources,
         flows,
+        delivery,
+        dkim,
+        offers,
+        cross_sell,
+        shipments,
         templates,
         dir: dir.to_path_buf(),
     })
@@ -306,62 +430,315 @@ fn load_templates(dir: &Path, errors: &mut Vec<ConfigError>) -> Vec<TemplateSour
     out
 }
 
+/// The journey every tenant gets unless it switches it off: `defaults/flows/*.toml`.
+pub(crate) const BUILTIN_FLOWS: &[(&str, &str)] = &[
+    ("order-confirmation.toml", include_str!("../defaults/flows/order-confirmation.toml")),
+    ("shipping-confirmation.toml", include_str!("../defaults/flows/shipping-confirmation.toml")),
+    ("shipment-status.toml", include_str!("../defaults/flows/shipment-status.toml")),
+    ("delivered.toml", include_str!("../defaults/flows/delivered.toml")),
+    ("shipment-stalled.toml", include_str!("../defaults/flows/shipment-stalled.toml")),
+    ("order-cancelled.toml", include_str!("../defaults/flows/order-cancelled.toml")),
+];
+
+fn builtin_flows(errors: &mut Vec<ConfigError>) -> Vec<Flow> {
+    let mut flows = Vec::new();
+    for (name, source) in BUILTIN_FLOWS {
+        let path = Path::new("<built-in>/flows").join(name);
+        if let Some(mut flow) = parse_flow(&path, source, &flows, errors) {
+            flow.builtin = true;
+            flows.push(flow);
+        }
+    }
+    flows
+}
+
 fn load_flows(dir: &Path, errors: &mut Vec<ConfigError>) -> Vec<Flow> {
     let mut flows: Vec<Flow> = Vec::new();
     for path in sorted_files(dir, "toml") {
         let Some(source) = read(&path, errors) else { continue };
-        let raw: RawFlow = match toml::from_str(&source) {
-            Ok(r) => r,
-            Err(e) => {
-                errors.push(toml_error(&path, &source, &e));
-                continue;
-            }
-        };
-        let before = errors.len();
-        let mut cx = FileCtx { path: &path, source: &source, errors };
-        let id = raw.id.clone().unwrap_or_else(|| path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned());
-        let trigger = EventKind::ALL.iter().copied().find(|k| k.as_str() == raw.trigger.get_ref());
-        if trigger.is_none() {
-            let known: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
-            cx.err(&raw.trigger, format!("unknown trigger {:?}; known: {}", raw.trigger.get_ref(), known.join(", ")));
+        if let Some(flow) = parse_flow(&path, &source, &flows, errors) {
+            flows.push(flow);
         }
-        let lane = match raw.lane.get_ref().as_str() {
-            "transactional" => Lane::Transactional,
-            "marketing" => Lane::Marketing,
-            _ => {
-                cx.err(&raw.lane, "lane must be \"transactional\" or \"marketing\"");
-                Lane::Transactional
-            }
-        };
-        if raw.steps.get_ref().is_empty() {
-            cx.err(&raw.steps, "a flow needs at least one step");
-        }
-        let mut steps = Vec::new();
-        for step in raw.steps.get_ref() {
-            match (&step.send, &step.wait) {
-                (Some(t), None) => {
-                    if t.get_ref().trim().is_empty() {
-                        cx.err(t, "send needs a template name");
-                    }
-                    steps.push(FlowStep::Send { template: t.get_ref().clone() });
-                }
-                (None, Some(w)) => match parse_wait(w.get_ref()) {
-                    Some(d) => steps.push(FlowStep::Wait(d)),
-                    None => cx.err(w, format!("{:?} is not a wait like \"30m\", \"2h\" or \"3d\"", w.get_ref())),
-                },
-                _ => cx.err(&raw.steps, "each step has exactly one of send or wait"),
-            }
-        }
-        if let Some(dup) = flows.iter().find(|f| f.id == id) {
-            let msg = format!("flow id {id:?} is also used by {}", dup.file.display());
-            cx.errors.push(ConfigError::whole_file(&path, msg));
-        }
-        if cx.errors.len() == before
-            && let Some(trigger) = trigger {
-                flows.push(Flow { id, trigger, lane, enabled: raw.enabled, steps, file: path.clone() });
-            }
     }
     flows
+}
+
+/// The names a condition may read.
+pub const CONDITION_VARIABLES: &[&str] = &["event", "order", "customer"];
+
+fn parse_condition(cx: &mut FileCtx, raw: &Spanned<String>) -> Option<Condition> {
+    let env = minijinja::Environment::new();
+    let expr = match env.compile_expression(raw.get_ref()) {
+        Ok(e) => e,
+        Err(e) => {
+            cx.err(raw, format!("invalid condition: {}", e.detail().unwrap_or("syntax error")));
+            return None;
+        }
+    };
+    let mut unknown: Vec<String> =
+        expr.undeclared_variables(false).into_iter().filter(|v| !CONDITION_VARIABLES.contains(&v.as_str())).collect();
+    if !unknown.is_empty() {
+        unknown.sort();
+        cx.err(raw, format!("unknown variable {} in condition; known: {}", unknown.join(", "), CONDITION_VARIABLES.join(", ")));
+        return None;
+    }
+    let at = ConfigError::at(cx.path, cx.source, raw.span().start, "").location();
+    Some(Condition { expr: raw.get_ref().clone(), at })
+}
+
+fn parse_flow(path: &Path, source: &str, earlier: &[Flow], errors: &mut Vec<ConfigError>) -> Option<Flow> {
+    let raw: RawFlow = match toml::from_str(source) {
+        Ok(r) => r,
+        Err(e) => {
+            errors.push(toml_error(path, source, &e));
+            return None;
+        }
+    };
+    let before = errors.len();
+    let mut cx = FileCtx { path, source, errors };
+    let id = raw.id.clone().unwrap_or_else(|| path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned());
+    let trigger = event_kind(&mut cx, &raw.trigger, "trigger");
+    let lane = match raw.lane.get_ref().as_str() {
+        "transactional" => Lane::Transactional,
+        "marketing" => Lane::Marketing,
+        _ => {
+            cx.err(&raw.lane, "lane must be \"transactional\" or \"marketing\"");
+            Lane::Transactional
+        }
+    };
+    let when = raw.when.as_ref().and_then(|w| parse_condition(&mut cx, w));
+    let exit_on = raw.exit_on.iter().filter_map(|k| event_kind(&mut cx, k, "exit_on event")).collect();
+    if raw.steps.get_ref().is_empty() {
+        cx.err(&raw.steps, "a flow needs at least one step");
+    }
+    let mut steps = Vec::new();
+    for step in raw.steps.get_ref() {
+        match (&step.send, &step.wait) {
+            (Some(t), None) => {
+                if t.get_ref().trim().is_empty() {
+                    cx.err(t, "send needs a template name");
+                }
+                let when = step.when.as_ref().and_then(|w| parse_condition(&mut cx, w));
+                let offer = step.offer.as_ref().map(|o| o.get_ref().clone());
+                steps.push(FlowStep::Send { template: t.get_ref().clone(), offer, when });
+            }
+            (None, Some(w)) => {
+                if let Some(extra) = step.offer.as_ref().or(step.when.as_ref()) {
+                    cx.err(extra, "offer and when belong to send steps");
+                }
+                match parse_wait(w.get_ref()) {
+                    Some(d) => steps.push(FlowStep::Wait(d)),
+                    None => cx.err(w, format!("{:?} is not a wait like \"30m\", \"2h\" or \"3d\"", w.get_ref())),
+                }
+            }
+            _ => cx.err(&raw.steps, "each step has exactly one of send or wait"),
+        }
+    }
+    if let Some(dup) = earlier.iter().find(|f| f.id == id) {
+        let msg = format!("flow id {id:?} is also used by {}", dup.file.display());
+        cx.errors.push(ConfigError::whole_file(path, msg));
+    }
+    if cx.errors.len() > before {
+        return None;
+    }
+    Some(Flow {
+        id,
+        trigger: trigger?,
+        lane,
+        enabled: raw.enabled,
+        when,
+        exit_on,
+        steps,
+        file: path.to_path_buf(),
+        builtin: false,
+    })
+}
+
+fn event_kind(cx: &mut FileCtx, raw: &Spanned<String>, what: &str) -> Option<EventKind> {
+    let kind = EventKind::parse(raw.get_ref());
+    if kind.is_none() {
+        let known: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+        cx.err(raw, format!("unknown {what} {:?}; known: {}", raw.get_ref(), known.join(", ")));
+    }
+    kind
+}
+
+fn secret(cx: &mut FileCtx, raw: &Spanned<String>) -> Option<Secret> {
+    match resolve_secret(raw.get_ref()) {
+        Ok(v) if !v.is_empty() => Some(Secret::new(v)),
+        Ok(_) => {
+            cx.err(raw, "secret is empty");
+            None
+        }
+        Err(msg) => {
+            cx.err(raw, msg);
+            None
+        }
+    }
+}
+
+fn parse_delivery(cx: &mut FileCtx, raw: &RawDelivery) -> Delivery {
+    let provider = match Provider::ALL.into_iter().find(|p| p.as_str() == raw.provider.get_ref()) {
+        Some(p) => p,
+        None => {
+            let known: Vec<&str> = Provider::ALL.iter().map(|p| p.as_str()).collect();
+            cx.err(&raw.provider, format!("unknown provider {:?}; known: {}", raw.provider.get_ref(), known.join(", ")));
+            Provider::Smtp
+        }
+    };
+    let d = Delivery {
+        provider,
+        endpoint: raw.endpoint.as_ref().and_then(|u| check_url(cx, u)),
+        api_key: raw.api_key.as_ref().and_then(|s| secret(cx, s)),
+        region: raw.region.clone(),
+        domain: raw.domain.clone(),
+        access_key_id: raw.access_key_id.as_ref().and_then(|s| secret(cx, s)),
+        secret_access_key: raw.secret_access_key.as_ref().and_then(|s| secret(cx, s)),
+        max_per_second: raw.max_per_second,
+        max_per_second_per_domain: raw.max_per_second_per_domain,
+        webhook_secret: raw.webhook_secret.as_ref().and_then(|s| secret(cx, s)),
+    };
+    let missing: Vec<&str> = match provider {
+        Provider::Smtp => vec![],
+        Provider::Ses => [
+            ("region", d.region.is_none()),
+            ("access_key_id", d.access_key_id.is_none()),
+            ("secret_access_key", d.secret_access_key.is_none()),
+        ]
+        .into_iter()
+        .filter_map(|(k, m)| m.then_some(k))
+        .collect(),
+        Provider::Postmark | Provider::Sendgrid => if d.api_key.is_none() { vec!["api_key"] } else { vec![] },
+        Provider::Mailgun => [("api_key", d.api_key.is_none()), ("domain", d.domain.is_none())]
+            .into_iter()
+            .filter_map(|(k, m)| m.then_some(k))
+            .collect(),
+    };
+    if !missing.is_empty() {
+        cx.err(&raw.provider, format!("provider {} needs {}", provider.as_str(), missing.join(", ")));
+    }
+    if raw.max_per_second == Some(0) || raw.max_per_second_per_domain == Some(0) {
+        cx.err(&raw.provider, "rate limits must be at least 1 per second");
+    }
+    d
+}
+
+fn parse_dkim(cx: &mut FileCtx, raw: &RawDkim, from: &Option<EmailAddress>) -> Option<Dkim> {
+    let selector = raw.selector.get_ref().trim();
+    if selector.is_empty() || !selector.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+        cx.err(&raw.selector, "selector must be letters, digits, '-' and '.'");
+    }
+    let key = secret(cx, &raw.private_key)?;
+    if !key.expose().contains("-----BEGIN") {
+        cx.err(&raw.private_key, "private_key must be a PEM private key (or env:NAME holding one)");
+    }
+    let domain = match &raw.domain {
+        Some(d) => d.get_ref().trim().to_ascii_lowercase(),
+        None => from.as_ref().map(|f| f.domain().to_owned())?,
+    };
+    Some(Dkim { domain, selector: selector.to_owned(), private_key: key })
+}
+
+fn parse_offer(cx: &mut FileCtx, name: &str, raw: &RawOffer) -> Option<Offer> {
+    let kind = match raw.kind.get_ref().as_str() {
+        "coupon" => OfferKind::Coupon,
+        "free_shipping" => OfferKind::FreeShipping,
+        _ => {
+            cx.err(&raw.kind, "kind must be \"coupon\" or \"free_shipping\"");
+            return None;
+        }
+    };
+    if raw.code.get_ref().trim().is_empty() {
+        cx.err(&raw.code, "an offer needs a code");
+    }
+    let percent_off = match (&raw.percent_off, kind) {
+        (Some(p), _) if !(1..=100).contains(p.get_ref()) => {
+            cx.err(p, "percent_off must be between 1 and 100");
+            None
+        }
+        (Some(p), _) => u8::try_from(*p.get_ref()).ok(),
+        (None, OfferKind::Coupon) => {
+            cx.err(&raw.kind, format!("coupon offer {name:?} needs percent_off"));
+            None
+        }
+        (None, OfferKind::FreeShipping) => None,
+    };
+    let expires = match raw.expires.as_ref() {
+        None => OfferExpiry::Never,
+        Some(e) if e.get_ref() == "end_of_day" => OfferExpiry::EndOfDay,
+        Some(e) => match parse_wait(e.get_ref()) {
+            Some(d) => OfferExpiry::After(d),
+            None => {
+                cx.err(e, "expires must be \"end_of_day\" or a duration like \"30d\"");
+                OfferExpiry::Never
+            }
+        },
+    };
+    Some(Offer {
+        name: name.to_owned(),
+        kind,
+        code: raw.code.get_ref().trim().to_owned(),
+        percent_off,
+        description: raw.description.clone(),
+        expires,
+    })
+}
+
+fn parse_cross_sell(cx: &mut FileCtx, raw: &RawCrossSell) -> CrossSell {
+    let count = match &raw.count {
+        None => 3,
+        Some(c) if (1..=12).contains(c.get_ref()) => usize::try_from(*c.get_ref()).unwrap_or(3),
+        Some(c) => {
+            cx.err(c, "count must be between 1 and 12");
+            3
+        }
+    };
+    let mut picks = Vec::new();
+    for p in &raw.picks {
+        let url = check_url(cx, &p.url);
+        let image_url = p.image_url.as_ref().and_then(|u| check_url(cx, u));
+        let price = match (&p.price, &p.currency) {
+            (None, None) => None,
+            (Some(amount), Some(cur)) => match Currency::parse(cur.get_ref()) {
+                Ok(c) => match Money::parse_decimal(amount.get_ref(), c) {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        cx.err(amount, e.to_string());
+                        None
+                    }
+                },
+                Err(e) => {
+                    cx.err(cur, e.to_string());
+                    None
+                }
+            },
+            (Some(s), None) | (None, Some(s)) => {
+                cx.err(s, "price and currency go together");
+                None
+            }
+        };
+        if let Some(url) = url {
+            picks.push(ProductPick { title: p.title.clone(), url, image_url, price });
+        }
+    }
+    CrossSell { enabled: raw.enabled, count, picks }
+}
+
+fn parse_shipments(cx: &mut FileCtx, raw: &RawShipments) -> ShipmentSettings {
+    let d = ShipmentSettings::default();
+    let mut dur = |v: &Option<Spanned<String>>, default| match v {
+        None => default,
+        Some(s) if s.get_ref().trim() == "0" => Duration::ZERO,
+        Some(s) => parse_wait(s.get_ref()).unwrap_or_else(|| {
+            cx.err(s, format!("{:?} is not a duration like \"15m\", \"2h\" or \"5d\"", s.get_ref()));
+            default
+        }),
+    };
+    ShipmentSettings {
+        burst_window: dur(&raw.burst_window, d.burst_window),
+        stalled_after: dur(&raw.stalled_after, d.stalled_after),
+        link_wait: dur(&raw.link_wait, d.link_wait),
+    }
 }
 
 /// `"90s"`, `"30m"`, `"2h"`, `"3d"`, `"1w"`.
@@ -420,8 +797,11 @@ send = "review_request"
         let t = tenants.find("demo").unwrap();
         assert_eq!(t.sender.from.email.as_str(), "shop@demo.example");
         assert_eq!(t.source("shopify").unwrap().secrets.len(), 2);
-        assert_eq!(t.flows[0].id, "order-confirmation");
-        assert_eq!(t.flows[0].steps[1], FlowStep::Wait(Duration::from_secs(3 * 86_400)));
+        let own: Vec<&Flow> = t.flows.iter().filter(|f| f.id == "order-confirmation").collect();
+        assert_eq!(own.len(), 1, "the tenant's file replaces the built-in flow of the same id");
+        assert!(!own[0].builtin);
+        assert_eq!(own[0].steps[1], FlowStep::Wait(Duration::from_secs(3 * 86_400)));
+        assert_eq!(t.flows.len(), BUILTIN_FLOWS.len(), "the other built-in flows apply");
         assert_eq!(t.templates[0].name, "order_confirmation");
         assert!(!format!("{:?}", t.sources).contains("one"), "secrets must not print");
     }
@@ -447,6 +827,131 @@ send = "review_request"
         let text = Tenants::load_dir(root.path()).unwrap_err().to_string();
         assert!(text.contains("demo/tenant.toml:10:1: unknown field `colour`"), "{text}");
         assert!(text.contains("bad_id: directory name is not a tenant id"), "{text}");
+    }
+
+    #[test]
+    fn built_in_journey_loads_and_can_be_switched_off() {
+        let root = tempfile::tempdir().unwrap();
+        write(root.path(), "demo/tenant.toml", &format!("{TENANT}[flows]\ndisabled = [\"delivered\"]\n"));
+        write(root.path(), "plain/tenant.toml", &format!("{TENANT}[flows]\ndefaults = false\n"));
+        let tenants = Tenants::load_dir(root.path()).unwrap();
+        let demo = tenants.find("demo").unwrap();
+        let ids: Vec<&str> = demo.flows.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["order-confirmation", "shipping-confirmation", "shipment-status", "delivered", "shipment-stalled", "order-cancelled"]
+        );
+        let delivered = demo.flows.iter().find(|f| f.id == "delivered").unwrap();
+        assert!(!delivered.enabled);
+        assert_eq!(delivered.exit_on, vec![EventKind::OrderCancelled]);
+        assert_eq!(delivered.when.as_ref().unwrap().expr, "event.shipment.status == 'delivered'");
+        assert_eq!(
+            delivered.steps[2],
+            FlowStep::Send { template: "review_request".into(), offer: Some("review".into()), when: None }
+        );
+        assert_eq!(demo.flows_for(EventKind::ShipmentProgressed).count(), 1, "disabled flows start nothing");
+        assert!(tenants.find("plain").unwrap().flows.is_empty());
+
+        write(root.path(), "demo/tenant.toml", &format!("{TENANT}[flows]\ndisabled = [\"nope\"]\n"));
+        let text = Tenants::load_dir(root.path()).unwrap_err().to_string();
+        assert!(text.contains("tenant.toml:11:13: no built-in flow \"nope\""), "{text}");
+    }
+
+    #[test]
+    fn conditions_are_checked_at_load() {
+        let root = tempfile::tempdir().unwrap();
+        write(root.path(), "demo/tenant.toml", TENANT);
+        let flow = "trigger = \"order.placed\"\nwhen = \"order.total.minor >\"\n[[steps]]\nsend = \"x\"\nwhen = \"shipment.status == 1\"\n";
+        write(root.path(), "demo/flows/big.toml", flow);
+        let text = Tenants::load_dir(root.path()).unwrap_err().to_string();
+        assert!(text.contains("big.toml:2:8: invalid condition"), "{text}");
+        assert!(text.contains("big.toml:5:8: unknown variable shipment in condition; known: event, order, customer"), "{text}");
+
+        let ok = "trigger = \"order.placed\"\nwhen = \"order.total.minor > 10000 and customer.orders_count == 1\"\nexit_on = [\"order.cancelled\"]\n[[steps]]\nsend = \"x\"\n";
+        write(root.path(), "demo/flows/big.toml", ok);
+        let tenants = Tenants::load_dir(root.path()).unwrap();
+        let big = tenants.find("demo").unwrap().flows.iter().find(|f| f.id == "big").unwrap().clone();
+        assert!(big.when.unwrap().at.ends_with("big.toml:2:8"));
+    }
+
+    #[test]
+    fn delivery_offers_and_shipments_are_validated() {
+        let root = tempfile::tempdir().unwrap();
+        let extra = r#"
+[delivery]
+provider = "postmark"
+max_per_second = 0
+
+[dkim]
+selector = "pf1"
+private_key = "not a key"
+
+[offers.review]
+kind = "coupon"
+code = "THANKS"
+percent_off = 150
+
+[shipments]
+burst_window = "soon"
+"#;
+        write(root.path(), "demo/tenant.toml", &format!("{TENANT}{extra}"));
+        let text = Tenants::load_dir(root.path()).unwrap_err().to_string();
+        for want in [
+            "provider postmark needs api_key",
+            "rate limits must be at least 1 per second",
+            "private_key must be a PEM private key",
+            "percent_off must be between 1 and 100",
+            "\"soon\" is not a duration",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+
+        let good = r#"
+[delivery]
+provider = "mailgun"
+api_key = "key-1"
+domain = "mg.demo.example"
+max_per_second = 50
+
+[dkim]
+selector = "pf1"
+private_key = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----"
+
+[offers.review]
+kind = "free_shipping"
+code = "SHIPFREE"
+expires = "30d"
+
+[offers.same_day]
+kind = "coupon"
+code = "TODAY10"
+percent_off = 10
+expires = "end_of_day"
+
+[cross_sell]
+count = 2
+picks = [{ title = "Socks", url = "https://demo.example/socks", price = "9.90", currency = "EUR" }]
+
+[shipments]
+burst_window = "0"
+stalled_after = "4d"
+"#;
+        write(root.path(), "demo/tenant.toml", &format!("{TENANT}{good}"));
+        let tenants = Tenants::load_dir(root.path()).unwrap();
+        let t = tenants.find("demo").unwrap();
+        assert_eq!(t.delivery.provider, crate::Provider::Mailgun);
+        assert_eq!(t.delivery.max_per_second, Some(50));
+        let dkim = t.dkim.as_ref().unwrap();
+        assert_eq!((dkim.domain.as_str(), dkim.selector.as_str()), ("demo.example", "pf1"));
+        assert_eq!(t.offers["review"].kind, OfferKind::FreeShipping);
+        assert_eq!(t.offers["review"].expires, OfferExpiry::After(Duration::from_secs(30 * 86_400)));
+        assert_eq!(t.offers["same_day"].percent_off, Some(10));
+        assert_eq!(t.offers["same_day"].expires, OfferExpiry::EndOfDay);
+        assert_eq!(t.cross_sell.count, 2);
+        assert_eq!(t.cross_sell.picks[0].price.as_ref().unwrap().minor, 990);
+        assert_eq!(t.shipments.burst_window, Duration::ZERO);
+        assert_eq!(t.shipments.stalled_after, Duration::from_secs(4 * 86_400));
+        assert_eq!(t.shipments.link_wait, ShipmentSettings::default().link_wait);
     }
 
     #[test]

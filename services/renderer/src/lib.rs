@@ -89,7 +89,7 @@ pub fn compile_templates(tenants: &Tenants) -> Result<BTreeMap<TenantId, Templat
                 // Every template a flow sends must exist.
                 for flow in &tenant.flows {
                     for step in &flow.steps {
-                        if let tenancy::FlowStep::Send { template } = step
+                        if let tenancy::FlowStep::Send { template, .. } = step
                             && !set.names().any(|n| n == template) {
                                 errors.push(format!("{}: template {template:?} does not exist", flow.file.display()));
                             }

@@ -26,7 +26,7 @@ pub enum StepAction {
 
 pub fn next_action(flow: &Flow, step: usize) -> StepAction {
     match flow.steps.get(step) {
-        Some(FlowStep::Send { template }) => StepAction::Send { template: template.clone() },
+        Some(FlowStep::Send { template, .. }) => StepAction::Send { template: template.clone() },
         Some(FlowStep::Wait(d)) => StepAction::Wait(*d),
         None => StepAction::Finish,
     }
