@@ -1,6 +1,10 @@
-//! WooCommerce webhooks: verifies `X-WC-Webhook-Signature` and maps `order.created` (the
-//! REST v3 order JSON) to an `order.placed` envelope; every other topic is acknowledged and
-//! ignored, and so is the unsigned ping WooCommerce sends when a webhook is created.
+//! WooCommerce webhooks: verifies `X-WC-Webhook-Signature` and maps the REST v3 resources
+//! WooCommerce sends to envelopes: `order.created` to `order.placed`, `order.updated` to the
+//! order's state change (`order.paid`, `order.fulfilled`, `order.cancelled`), the tracking
+//! items of the Shipment Tracking extensions on either order topic to `fulfillment.created`,
+//! and `customer.created` / `customer.updated` to the same customer events. Every other
+//! topic is acknowledged and ignored, and so is the unsigned ping WooCommerce sends when a
+//! webhook is created.
 //!
 //! Use [`verify`] first, on the raw body, then [`parse`] with the [`Verified`] token it
 //! returns (or [`verify_and_parse`] for both, which also answers the ping).
@@ -15,8 +19,31 @@
 //!   a JSON number is read through its decimal text (never through float arithmetic), and
 //!   every sum or product is checked;
 //! - WooCommerce sends no stable event id (`X-WC-Webhook-Delivery-ID` is fresh per delivery),
-//!   so the idempotency key is the business key `woocommerce:order:{id}:placed`;
+//!   so every idempotency key is a business key: `woocommerce:order:{id}:placed`,
+//!   `woocommerce:order:{id}:{paid|fulfilled|cancelled}` (WooCommerce sends `order.updated`
+//!   on every save, so repeats of one status are one event),
+//!   `woocommerce:fulfillment:{order id}:{tracking id or number}` and
+//!   `woocommerce:{topic}:{customer id}:{date_modified_gmt}`;
+//! - one delivery may give several events: the order's own event first, then one
+//!   `fulfillment.created` per tracking item, in the order of the items;
 //! - unknown fields are ignored, so fields WooCommerce adds later do not break ingestion.
+//!
+//! Statuses: `processing` is paid, `completed` fulfilled, `cancelled` cancelled; `pending`,
+//! `on-hold`, `refunded`, `failed` and custom statuses give no event of their own. An
+//! `order.updated` that gives no event at all is [`Parsed::Ignored`] without mapping the
+//! order, so an order WooCommerce keeps re-sending is never refused for fields Postflow
+//! would not use. Drafts (`draft`, `auto-draft`, `checkout-draft`) are ignored on both
+//! order topics.
+//!
+//! Tracking: WooCommerce Shipment Tracking and Advanced Shipment Tracking keep an order's
+//! shipments in its `meta_data` under [`TRACKING_META_KEY`], a list of items with
+//! `tracking_provider` (a slug or a name), `custom_tracking_provider`,
+//! `custom_tracking_link`, `tracking_number`, `date_shipped` (Unix seconds, a string or a
+//! number) and `tracking_id`. Each item with a tracking number is a fulfillment of the whole
+//! order, dated at `date_shipped` when it has a usable one.
+//!
+//! Times: `date_created_gmt` for creations, `date_modified_gmt` for updates (both UTC
+//! without an offset), else the receive time.
 //!
 //! The ping: when a merchant saves a webhook, WooCommerce POSTs the form-encoded body
 //! `webhook_id=<id>` with no `X-WC-*` headers and no signature, and refuses to activate the
@@ -25,29 +52,45 @@
 //! publishes nothing and reveals nothing: anyone can already learn that the URL exists, and
 //! every other unsigned request is refused with [`AdapterError::MissingSignature`].
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use contracts::{
-    Address, Currency, Customer, EmailAddress, Envelope, Event, ExternalId, Money, Order,
-    OrderLine, OrderPlaced, Source, TenantId,
+    Address, Currency, Customer, CustomerChanged, EmailAddress, Envelope, Event, ExternalId,
+    Fulfillment, Money, Order, OrderChanged, OrderLine, OrderPlaced, Source, TenantId,
 };
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Unexpected, Visitor};
+use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::common::{
-    Id, check_hmac_b64, clip, country_code, missing, money, money_or_zero, out_of_range,
-    parse_time, read_json, text_of as text,
+    Id, Text, check_hmac_b64, clip, country_code, missing, money, money_or_zero, out_of_range,
+    parse_time, read_json, slug, text_of as text,
 };
 pub use super::{AdapterError, Headers, Parsed};
 use super::{header, sign_hmac_b64};
 
 /// [`Source::system`] of every event from this adapter.
 pub const SYSTEM: &str = "woocommerce";
-/// The only topic that produces events so far.
+/// A new order: `order.placed`, and a fulfillment per tracking item.
 pub const TOPIC_ORDER_CREATED: &str = "order.created";
+/// A saved order: its state change, if its status is one, and a fulfillment per tracking
+/// item.
+pub const TOPIC_ORDER_UPDATED: &str = "order.updated";
+/// A new customer account: `customer.created`.
+pub const TOPIC_CUSTOMER_CREATED: &str = "customer.created";
+/// A saved customer account: `customer.updated`.
+pub const TOPIC_CUSTOMER_UPDATED: &str = "customer.updated";
 /// The topic named in [`Parsed::Ignored`] for WooCommerce's unsigned creation ping.
 pub const TOPIC_PING: &str = "ping";
+/// The order meta key under which the Shipment Tracking extensions keep tracking items.
+pub const TRACKING_META_KEY: &str = "_wc_shipment_tracking_items";
+/// [`Fulfillment::status`] of a fulfillment made from a tracking item.
+pub const SHIPPED: &str = "shipped";
+
+/// The tenant of [`parse_untrusted_topic`]'s events.
+const UNTRUSTED_TENANT: &str = "untrusted";
 
 const SIGNATURE_HEADER: [&str; 1] = ["x-wc-webhook-signature"];
 const TOPIC_HEADER: [&str; 1] = ["x-wc-webhook-topic"];
@@ -88,8 +131,9 @@ pub fn is_ping<H: Headers + ?Sized>(headers: &H, body: &[u8]) -> bool {
 }
 
 /// Maps a verified delivery to events. The topic decides before the body is read: topics
-/// other than `order.created` are [`Parsed::Ignored`] whatever their body, and so are
-/// orders whose status is a draft (`draft`, `auto-draft`, `checkout-draft`).
+/// other than `order.created`, `order.updated`, `customer.created` and `customer.updated`
+/// are [`Parsed::Ignored`] whatever their body, and so are draft orders and order updates
+/// that give no event (see the module docs).
 pub fn parse<H: Headers + ?Sized>(
     _verified: &Verified,
     tenant: &TenantId,
@@ -99,34 +143,8 @@ pub fn parse<H: Headers + ?Sized>(
 ) -> Result<Parsed, AdapterError> {
     let topic =
         header(headers, &TOPIC_HEADER).ok_or(AdapterError::MissingHeader(TOPIC_HEADER[0]))?;
-    let ignored = || {
-        Ok(Parsed::Ignored {
-            topic: topic.to_owned(),
-        })
-    };
-    if topic != TOPIC_ORDER_CREATED {
-        return ignored();
-    }
-    // Read the status alone first, so a draft is ignored even if the rest would not map.
-    let RawStatus { status } = read_json(body)?;
-    if status.as_deref().is_some_and(is_draft) {
-        return ignored();
-    }
-    let order = parse_order(body, received_at)?;
-    let source = Source {
-        system: SYSTEM.to_owned(),
-        delivery_id: header(headers, &DELIVERY_ID_HEADER).map(str::to_owned),
-        topic: Some(topic.to_owned()),
-    };
-    let key = format!("woocommerce:order:{}:placed", order.id);
-    let envelope = Envelope::new(
-        tenant.clone(),
-        order.placed_at,
-        source,
-        key,
-        Event::OrderPlaced(OrderPlaced { order }),
-    );
-    Ok(Parsed::Events(vec![envelope]))
+    let delivery_id = header(headers, &DELIVERY_ID_HEADER);
+    parse_topic(tenant, topic, delivery_id, body, received_at)
 }
 
 /// [`verify`], then [`parse`]: what a webhook handler calls. The creation ping (see
@@ -155,9 +173,186 @@ pub fn parse_untrusted(body: &[u8]) -> Result<Order, AdapterError> {
     parse_order(body, OffsetDateTime::UNIX_EPOCH)
 }
 
-fn is_draft(status: &str) -> bool {
+/// [`parse`] without a signature, for fuzzing: a delivery of `topic` with no delivery id,
+/// for a fixed tenant, received at the Unix epoch. Never panics on any input.
+pub fn parse_untrusted_topic(topic: &str, body: &[u8]) -> Result<Parsed, AdapterError> {
+    let tenant =
+        TenantId::parse(UNTRUSTED_TENANT).map_err(|e| AdapterError::Invalid(e.to_string()))?;
+    parse_topic(&tenant, topic, None, body, OffsetDateTime::UNIX_EPOCH)
+}
+
+/// The events of one delivery of `topic`; [`Parsed::Ignored`] when there are none.
+fn parse_topic(
+    tenant: &TenantId,
+    topic: &str,
+    delivery_id: Option<&str>,
+    body: &[u8],
+    received_at: OffsetDateTime,
+) -> Result<Parsed, AdapterError> {
+    let delivery = Delivery {
+        tenant,
+        source: Source {
+            system: SYSTEM.to_owned(),
+            delivery_id: delivery_id.map(str::to_owned),
+            topic: Some(topic.to_owned()),
+        },
+        received_at,
+    };
+    let events = match topic {
+        TOPIC_ORDER_CREATED => order_events(&delivery, OrderTopic::Created, body)?,
+        TOPIC_ORDER_UPDATED => order_events(&delivery, OrderTopic::Updated, body)?,
+        TOPIC_CUSTOMER_CREATED => vec![customer_event(&delivery, topic, true, body)?],
+        TOPIC_CUSTOMER_UPDATED => vec![customer_event(&delivery, topic, false, body)?],
+        _ => Vec::new(),
+    };
+    if events.is_empty() {
+        Ok(Parsed::Ignored {
+            topic: topic.to_owned(),
+        })
+    } else {
+        Ok(Parsed::Events(events))
+    }
+}
+
+/// What every event of one delivery shares.
+struct Delivery<'a> {
+    tenant: &'a TenantId,
+    source: Source,
+    received_at: OffsetDateTime,
+}
+
+impl Delivery<'_> {
+    fn envelope(&self, occurred_at: OffsetDateTime, key: String, event: Event) -> Envelope {
+        Envelope::new(
+            self.tenant.clone(),
+            occurred_at,
+            self.source.clone(),
+            key,
+            event,
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OrderTopic {
+    Created,
+    Updated,
+}
+
+/// The state change an `order.updated` status stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StatusChange {
+    Paid,
+    Fulfilled,
+    Cancelled,
+}
+
+impl StatusChange {
+    /// The change of a WooCommerce status (with or without `wc-`, in any case), if any.
+    fn of(status: &str) -> Option<Self> {
+        let status = bare_status(status);
+        [
+            ("processing", Self::Paid),
+            ("completed", Self::Fulfilled),
+            ("cancelled", Self::Cancelled),
+        ]
+        .into_iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(status))
+        .map(|(_, change)| change)
+    }
+
+    /// The last part of the idempotency key.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Paid => "paid",
+            Self::Fulfilled => "fulfilled",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    fn event(self, changed: OrderChanged) -> Event {
+        match self {
+            Self::Paid => Event::OrderPaid(changed),
+            Self::Fulfilled => Event::OrderFulfilled(changed),
+            Self::Cancelled => Event::OrderCancelled(changed),
+        }
+    }
+}
+
+/// The events of an order delivery: the order's own event (`order.placed` for a creation,
+/// the state change for an update), then a `fulfillment.created` per tracking item.
+fn order_events(
+    delivery: &Delivery<'_>,
+    topic: OrderTopic,
+    body: &[u8],
+) -> Result<Vec<Envelope>, AdapterError> {
+    // Read status and meta alone first, so a draft, or an update that gives no event, is
+    // ignored even if the rest would not map (meta values are read as any JSON).
+    let head: RawOrderHead = read_json(body)?;
+    let status = head.status.as_deref();
+    if status.is_some_and(is_draft) {
+        return Ok(Vec::new());
+    }
+    let change = match topic {
+        OrderTopic::Created => None,
+        OrderTopic::Updated => status.and_then(StatusChange::of),
+    };
+    let items = tracking_items(head.meta_data.as_ref())?;
+    if topic == OrderTopic::Updated && change.is_none() && items.is_empty() {
+        return Ok(Vec::new());
+    }
+
+    let raw: RawOrder = read_json(body)?;
+    let modified_at = raw.date_modified_gmt.as_deref().and_then(parse_time);
+    let order = raw.into_order(delivery.received_at)?;
+    let order_id = order.id.clone();
+    // `placed_at` is `date_created_gmt` or already the receive time.
+    let occurred_at = match topic {
+        OrderTopic::Created => order.placed_at,
+        OrderTopic::Updated => modified_at.unwrap_or(delivery.received_at),
+    };
+
+    // Two items with one tracking id would be one event twice: keep the first.
+    let mut seen = BTreeSet::new();
+    let fulfillments: Vec<Envelope> = items
+        .iter()
+        .filter(|item| seen.insert(item.id.as_str()))
+        .map(|item| {
+            delivery.envelope(
+                item.shipped_at.unwrap_or(occurred_at),
+                format!("woocommerce:fulfillment:{order_id}:{}", item.id),
+                Event::FulfillmentCreated(item.fulfillment(&order)),
+            )
+        })
+        .collect();
+
+    let first = match (topic, change) {
+        (OrderTopic::Created, _) => Some(delivery.envelope(
+            occurred_at,
+            format!("woocommerce:order:{order_id}:placed"),
+            Event::OrderPlaced(OrderPlaced { order }),
+        )),
+        (OrderTopic::Updated, Some(change)) => Some(delivery.envelope(
+            occurred_at,
+            format!("woocommerce:order:{order_id}:{}", change.name()),
+            change.event(OrderChanged {
+                order,
+                reason: None,
+            }),
+        )),
+        (OrderTopic::Updated, None) => None,
+    };
+    Ok(first.into_iter().chain(fulfillments).collect())
+}
+
+/// `status` without blanks around it or the `wc-` prefix WooCommerce uses internally.
+fn bare_status(status: &str) -> &str {
     let status = status.trim();
-    let status = status.strip_prefix("wc-").unwrap_or(status);
+    status.strip_prefix("wc-").unwrap_or(status)
+}
+
+fn is_draft(status: &str) -> bool {
+    let status = bare_status(status);
     DRAFT_STATUSES
         .iter()
         .any(|draft| draft.eq_ignore_ascii_case(status))
@@ -413,10 +608,13 @@ impl<'de> Deserialize<'de> for Label {
     }
 }
 
+/// What decides whether an order delivery gives events. `meta_data` is read as any JSON,
+/// so only a wrong `status` type (or broken JSON) can fail this read.
 #[derive(Deserialize)]
 #[serde(expecting = "an order object")]
-struct RawStatus {
+struct RawOrderHead {
     status: Option<String>,
+    meta_data: Option<Value>,
 }
 
 /// The fields of the REST v3 order JSON that Postflow uses. Everything else is ignored.
@@ -427,6 +625,7 @@ struct RawOrder {
     number: Option<Label>,
     currency: Option<String>,
     date_created_gmt: Option<String>,
+    date_modified_gmt: Option<String>,
     customer_id: Option<Id>,
     billing: Option<RawAddress>,
     shipping: Option<RawAddress>,
@@ -636,6 +835,330 @@ impl RawAddress {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Tracking items (WooCommerce Shipment Tracking, Advanced Shipment Tracking).
+
+/// One tracking item that has a tracking number: a fulfillment of the order.
+#[derive(Debug, Clone, PartialEq)]
+struct Tracking {
+    /// `tracking_id`, else the tracking number: the fulfillment's id and key.
+    id: String,
+    number: String,
+    carrier: Option<String>,
+    carrier_name: Option<String>,
+    url: Option<String>,
+    shipped_at: Option<OffsetDateTime>,
+}
+
+impl Tracking {
+    /// The fulfillment of the whole `order` this item stands for.
+    fn fulfillment(&self, order: &Order) -> Fulfillment {
+        Fulfillment {
+            id: ExternalId::new(self.id.clone()),
+            order_id: order.id.clone(),
+            status: SHIPPED.to_owned(),
+            carrier: self.carrier.clone(),
+            carrier_name: self.carrier_name.clone(),
+            tracking_numbers: vec![self.number.clone()],
+            tracking_urls: self.url.iter().cloned().collect(),
+            lines: order.lines.clone(),
+            destination: order.shipping_address.clone(),
+            email: order.customer.email.clone(),
+        }
+    }
+}
+
+/// One element of the [`TRACKING_META_KEY`] list.
+#[derive(Deserialize)]
+#[serde(expecting = "a tracking item object")]
+struct RawTrackingItem {
+    tracking_provider: Option<String>,
+    custom_tracking_provider: Option<String>,
+    custom_tracking_link: Option<String>,
+    tracking_number: Option<Text>,
+    date_shipped: Option<ShipDate>,
+    tracking_id: Option<Text>,
+}
+
+impl RawTrackingItem {
+    /// The item, unless it has no tracking number.
+    fn into_tracking(self) -> Option<Tracking> {
+        let number = text(&self.tracking_number.map(|t| t.0))?;
+        let provider = text(&self.tracking_provider);
+        let custom = text(&self.custom_tracking_provider);
+        let carrier = provider
+            .as_deref()
+            .and_then(slug)
+            .or_else(|| custom.as_deref().and_then(slug));
+        // A known carrier's name; else the custom provider's; else the provider as stored,
+        // when it is a name rather than a slug.
+        let carrier_name = carrier
+            .as_deref()
+            .and_then(carrier_display_name)
+            .map(str::to_owned)
+            .or(custom)
+            .or_else(|| provider.filter(|p| slug(p).as_deref() != Some(p.as_str())));
+        let url = text(&self.custom_tracking_link)
+            .and_then(|link| web_link(&link))
+            .or_else(|| carrier.as_deref().and_then(|c| carrier_url(c, &number)));
+        Some(Tracking {
+            id: text(&self.tracking_id.map(|t| t.0)).unwrap_or_else(|| number.clone()),
+            number,
+            carrier,
+            carrier_name,
+            url,
+            shipped_at: self.date_shipped.and_then(|d| d.0),
+        })
+    }
+}
+
+/// The tracking items with a tracking number in an order's `meta_data`, in order: every
+/// entry whose `key` is [`TRACKING_META_KEY`] holds a list of items (an empty or null value
+/// holds none). Other entries are not looked at.
+fn tracking_items(meta_data: Option<&Value>) -> Result<Vec<Tracking>, AdapterError> {
+    let entries = match meta_data {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(entries)) => entries,
+        Some(_) => {
+            return Err(AdapterError::Invalid(
+                "meta_data: expected an array".to_owned(),
+            ));
+        }
+    };
+    let invalid =
+        |detail: String| AdapterError::Invalid(clip(format!("{TRACKING_META_KEY}{detail}")));
+    let mut items = Vec::new();
+    for entry in entries {
+        if entry.get("key").and_then(Value::as_str) != Some(TRACKING_META_KEY) {
+            continue;
+        }
+        let list = match entry.get("value") {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(s)) if s.trim().is_empty() => continue,
+            Some(Value::Array(list)) => list,
+            Some(_) => return Err(invalid(": expected a list of tracking items".to_owned())),
+        };
+        for (i, item) in list.iter().enumerate() {
+            // serde would also read a struct from a positional array.
+            if !item.is_object() {
+                return Err(invalid(format!("[{i}]: expected a tracking item object")));
+            }
+            let raw =
+                RawTrackingItem::deserialize(item).map_err(|e| invalid(format!("[{i}]: {e}")))?;
+            items.extend(raw.into_tracking());
+        }
+    }
+    Ok(items)
+}
+
+/// `date_shipped`: Unix seconds as an integer or a string of digits (or a time
+/// [`parse_time`] reads). A float, a time before 1970-01-01T00:00:01 or text that is no time
+/// is no date, so an odd date never refuses the order; other JSON types are an error.
+struct ShipDate(Option<OffsetDateTime>);
+
+impl<'de> Deserialize<'de> for ShipDate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ShipDateVisitor;
+
+        impl Visitor<'_> for ShipDateVisitor {
+            type Value = ShipDate;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("unix seconds (a string or a number)")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ShipDate, E> {
+                let v = v.trim();
+                let seconds = v.strip_prefix('-').unwrap_or(v);
+                if !seconds.is_empty() && seconds.bytes().all(|b| b.is_ascii_digit()) {
+                    return Ok(ShipDate(v.parse().ok().and_then(unix_time)));
+                }
+                Ok(ShipDate(parse_time(v)))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ShipDate, E> {
+                Ok(ShipDate(i64::try_from(v).ok().and_then(unix_time)))
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ShipDate, E> {
+                Ok(ShipDate(unix_time(v)))
+            }
+
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<ShipDate, E> {
+                Ok(ShipDate(None))
+            }
+        }
+
+        d.deserialize_any(ShipDateVisitor)
+    }
+}
+
+/// A positive Unix time in seconds (0 is what a failed PHP date conversion leaves).
+fn unix_time(seconds: i64) -> Option<OffsetDateTime> {
+    (seconds > 0)
+        .then(|| OffsetDateTime::from_unix_timestamp(seconds).ok())
+        .flatten()
+}
+
+/// Names of common carriers by slug, as the Shipment Tracking extensions show them.
+fn carrier_display_name(carrier: &str) -> Option<&'static str> {
+    Some(match carrier {
+        "usps" => "USPS",
+        "ups" => "UPS",
+        "fedex" => "FedEx",
+        "dhl" => "DHL",
+        "dhl-express" => "DHL Express",
+        "dhl-us" => "DHL US",
+        "royal-mail" => "Royal Mail",
+        "parcelforce" => "Parcelforce",
+        "dpd" => "DPD",
+        "gls" => "GLS",
+        "canada-post" => "Canada Post",
+        "purolator" => "Purolator",
+        "australia-post" => "Australia Post",
+        "postnl" => "PostNL",
+        "deutsche-post" => "Deutsche Post",
+        "la-poste" => "La Poste",
+        _ => return None,
+    })
+}
+
+/// The public tracking page of `number` at a well-known carrier.
+fn carrier_url(carrier: &str, number: &str) -> Option<String> {
+    let page = match carrier {
+        "usps" => "https://tools.usps.com/go/TrackConfirmAction?tLabels=",
+        "ups" => "https://www.ups.com/track?tracknum=",
+        "fedex" => "https://www.fedex.com/fedextrack/?trknbr=",
+        "dhl" | "dhl-express" | "dhl-us" => {
+            "https://www.dhl.com/global-en/home/tracking.html?tracking-id="
+        }
+        _ => return None,
+    };
+    Some(format!("{page}{}", url_encode(number)))
+}
+
+/// `s` for a URL query value: every byte but ASCII letters, digits and `-._~` as `%XX`.
+fn url_encode(s: &str) -> String {
+    use fmt::Write as _;
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// A merchant's tracking link, if it is an absolute `http(s)` URL without blanks or control
+/// characters: anything else is not a link an email should carry.
+fn web_link(link: &str) -> Option<String> {
+    let link = link.trim();
+    let rest = ["https://", "http://"].into_iter().find_map(|scheme| {
+        link.get(..scheme.len())
+            .filter(|s| s.eq_ignore_ascii_case(scheme))
+            .and_then(|_| link.get(scheme.len()..))
+    })?;
+    let clean = !rest.is_empty() && !link.chars().any(|c| c.is_whitespace() || c.is_control());
+    clean.then(|| link.to_owned())
+}
+
+// ---------------------------------------------------------------------------------------
+// Customers.
+
+/// The fields of the REST v3 customer JSON that Postflow uses. Everything else is ignored.
+#[derive(Deserialize)]
+#[serde(expecting = "a customer object")]
+struct RawCustomer {
+    id: Option<Id>,
+    email: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    billing: Option<RawAddress>,
+    shipping: Option<RawAddress>,
+    date_created_gmt: Option<String>,
+    date_modified_gmt: Option<String>,
+}
+
+/// `customer.created` or `customer.updated`, keyed by the customer and its modification
+/// time (its creation time if it was never modified), so each save is one event.
+fn customer_event(
+    delivery: &Delivery<'_>,
+    topic: &str,
+    created: bool,
+    body: &[u8],
+) -> Result<Envelope, AdapterError> {
+    let raw: RawCustomer = read_json(body)?;
+    let id = raw.id.ok_or_else(|| missing("id"))?;
+    let version = text(&raw.date_modified_gmt)
+        .or_else(|| text(&raw.date_created_gmt))
+        .ok_or_else(|| missing("date_modified_gmt"))?;
+    let key = format!("woocommerce:{topic}:{}:{version}", id.0);
+    let stated = if created {
+        &raw.date_created_gmt
+    } else {
+        &raw.date_modified_gmt
+    };
+    let occurred_at = stated
+        .as_deref()
+        .and_then(parse_time)
+        .unwrap_or(delivery.received_at);
+    let changed = raw.into_changed(id);
+    let event = if created {
+        Event::CustomerCreated(changed)
+    } else {
+        Event::CustomerUpdated(changed)
+    };
+    Ok(delivery.envelope(occurred_at, key, event))
+}
+
+impl RawCustomer {
+    fn into_changed(self, id: Id) -> CustomerChanged {
+        let billing = self.billing.as_ref();
+        let shipping = self.shipping.as_ref();
+        // The account's address, else the billing one; an unusable address is no address.
+        let email = [
+            self.email.as_deref(),
+            billing.and_then(|b| b.email.as_deref()),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(|e| EmailAddress::parse(e).ok());
+        // Both names from the first of account, billing and shipping that has either.
+        let account = (text(&self.first_name), text(&self.last_name));
+        let (first_name, last_name) = std::iter::once(account)
+            .chain(
+                [billing, shipping]
+                    .into_iter()
+                    .flatten()
+                    .map(RawAddress::names),
+            )
+            .find(|(first, last)| first.is_some() || last.is_some())
+            .unwrap_or((None, None));
+        // As for orders: where the customer receives goods first.
+        let country = [shipping, billing]
+            .into_iter()
+            .flatten()
+            .find_map(|a| country_code(&a.country));
+        CustomerChanged {
+            customer: Customer {
+                id: Id::nonzero(Some(id)),
+                email,
+                first_name,
+                last_name,
+                locale: None,
+                country,
+                accepts_marketing: None,
+            },
+            default_address: [shipping, billing]
+                .into_iter()
+                .flatten()
+                .find_map(RawAddress::to_address),
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,
@@ -647,9 +1170,7 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
-    const SAMPLE: &[u8] = include_bytes!(
-        "../../fixtures/woocommerce_order_v3_payload.json"
-    );
+    const SAMPLE: &[u8] = include_bytes!("../../fixtures/woocommerce_order_v3_payload.json");
     const SECRET: &[u8] = b"wc-secret-current";
     const OLD_SECRET: &[u8] = b"wc-secret-previous";
 
@@ -1004,21 +1525,35 @@ mod tests {
     #[test]
     fn other_topics_are_ignored_without_reading_the_body() {
         for topic in [
-            "order.updated",
             "order.deleted",
             "order.restored",
-            "customer.created",
-            "customer.updated",
+            "customer.deleted",
             "product.created",
+            "product.updated",
+            "coupon.created",
             "action.woocommerce_payment_complete",
             "ORDER.CREATED",
+            "Order.Updated",
         ] {
             let body = b"this is not json";
             let headers = delivery(topic, body, SECRET, "d-1");
             assert_eq!(run(&headers, body), ignored(topic));
+            assert_eq!(parse_untrusted_topic(topic, body), ignored(topic));
         }
-        let headers = delivery("order.updated", SAMPLE, SECRET, "d-1");
-        assert_eq!(run(&headers, SAMPLE), ignored("order.updated"));
+        // The topics that map do read the body.
+        for topic in [
+            "order.created",
+            "order.updated",
+            "customer.created",
+            "customer.updated",
+        ] {
+            let body = b"this is not json";
+            let headers = delivery(topic, body, SECRET, "d-1");
+            assert!(
+                matches!(run(&headers, body), Err(AdapterError::MalformedJson(_))),
+                "{topic}"
+            );
+        }
     }
 
     #[test]
@@ -1569,6 +2104,1005 @@ mod tests {
         ] {
             let body = sample_with(|v| v["line_items"][0]["name"] = name.into());
             let _ = parse_untrusted(&body);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // order.updated, tracking items, customers.
+
+    /// `date_modified_gmt` of the sample.
+    fn sample_modified() -> OffsetDateTime {
+        datetime!(2017-03-22 19:28:08 UTC)
+    }
+
+    /// All events of a signed delivery of `topic`.
+    fn deliver(topic: &str, body: &[u8]) -> Vec<Envelope> {
+        match run(&delivery(topic, body, SECRET, "d-1"), body).unwrap() {
+            Parsed::Events(events) => events,
+            other => panic!("expected events for {topic}, got {other:?}"),
+        }
+    }
+
+    fn keys(events: &[Envelope]) -> Vec<&str> {
+        events.iter().map(|e| e.idempotency_key.as_str()).collect()
+    }
+
+    fn kinds(events: &[Envelope]) -> Vec<&'static str> {
+        events.iter().map(|e| e.kind().as_str()).collect()
+    }
+
+    fn fulfillment(env: &Envelope) -> &Fulfillment {
+        match &env.event {
+            Event::FulfillmentCreated(f) => f,
+            other => panic!("expected fulfillment.created, got {other:?}"),
+        }
+    }
+
+    /// The sample with `status` and `items` stored under the tracking meta key (after the
+    /// sample's own meta entry).
+    fn sample_tracked(status: &str, items: serde_json::Value) -> Vec<u8> {
+        sample_with(|v| {
+            v["status"] = status.into();
+            v["meta_data"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({
+                    "id": 13200,
+                    "key": TRACKING_META_KEY,
+                    "value": items,
+                }));
+        })
+    }
+
+    /// A tracking item as WooCommerce Shipment Tracking stores it.
+    fn item(provider: &str, number: &str, tracking_id: &str) -> serde_json::Value {
+        serde_json::json!({
+            "tracking_provider": provider,
+            "custom_tracking_provider": "",
+            "custom_tracking_link": "",
+            "tracking_number": number,
+            "date_shipped": "1700006400",
+            "tracking_id": tracking_id,
+        })
+    }
+
+    /// 2023-11-15T00:00:00Z, the `date_shipped` of [`item`].
+    fn shipped() -> OffsetDateTime {
+        datetime!(2023-11-15 00:00:00 UTC)
+    }
+
+    #[test]
+    fn each_status_of_the_official_sample_maps_to_its_state_change() {
+        for (status, kind, key) in [
+            ("processing", "order.paid", "woocommerce:order:727:paid"),
+            (
+                "completed",
+                "order.fulfilled",
+                "woocommerce:order:727:fulfilled",
+            ),
+            (
+                "cancelled",
+                "order.cancelled",
+                "woocommerce:order:727:cancelled",
+            ),
+            (
+                "wc-completed",
+                "order.fulfilled",
+                "woocommerce:order:727:fulfilled",
+            ),
+            (
+                "Cancelled",
+                "order.cancelled",
+                "woocommerce:order:727:cancelled",
+            ),
+        ] {
+            let body = sample_with(|v| v["status"] = status.into());
+            let events = deliver("order.updated", &body);
+            assert_eq!(kinds(&events), [kind], "{status}");
+            let env = &events[0];
+            assert_eq!(env.idempotency_key, key);
+            assert_eq!(env.occurred_at, sample_modified());
+            assert_eq!(env.tenant, tenant());
+            assert_eq!(
+                env.source,
+                Source {
+                    system: "woocommerce".to_owned(),
+                    delivery_id: Some("d-1".to_owned()),
+                    topic: Some("order.updated".to_owned()),
+                }
+            );
+            let (Event::OrderPaid(changed)
+            | Event::OrderFulfilled(changed)
+            | Event::OrderCancelled(changed)) = &env.event
+            else {
+                panic!("{:?}", env.event)
+            };
+            // The whole order as WooCommerce reported it, mapped as for order.created.
+            assert_eq!(changed.order, parse_untrusted(&body).unwrap());
+            assert_eq!(changed.order.total, usd(2935));
+            assert_eq!(changed.reason, None);
+            let json = serde_json::to_value(env).unwrap();
+            assert_eq!(json["type"], kind);
+            assert_eq!(json["data"]["order"]["id"], "727");
+        }
+        // The official sample as it is (processing) is a payment.
+        let events = deliver("order.updated", SAMPLE);
+        assert_eq!(keys(&events), ["woocommerce:order:727:paid"]);
+    }
+
+    #[test]
+    fn other_statuses_give_nothing_and_are_not_mapped() {
+        for status in [
+            "pending",
+            "on-hold",
+            "refunded",
+            "failed",
+            "shipped-to-store",
+            "",
+            "checkout-draft",
+        ] {
+            let body = sample_with(|v| v["status"] = status.into());
+            let headers = delivery("order.updated", &body, SECRET, "d-1");
+            assert_eq!(run(&headers, &body), ignored("order.updated"), "{status}");
+            // Not even read past the status: an odd order is not refused.
+            let body = sample_with(|v| {
+                v["status"] = status.into();
+                v["line_items"] = "not a list".into();
+            });
+            let headers = delivery("order.updated", &body, SECRET, "d-1");
+            assert_eq!(run(&headers, &body), ignored("order.updated"), "{status}");
+        }
+        let body = sample_with(|v| {
+            v.as_object_mut().unwrap().remove("status");
+        });
+        assert_eq!(
+            parse_untrusted_topic("order.updated", &body),
+            ignored("order.updated")
+        );
+        // A draft is ignored even with tracking items.
+        let body = sample_tracked(
+            "checkout-draft",
+            serde_json::json!([item("ups", "1Z1", "t1")]),
+        );
+        assert_eq!(
+            parse_untrusted_topic("order.updated", &body),
+            ignored("order.updated")
+        );
+        // The status type is still checked.
+        let body = sample_with(|v| v["status"] = serde_json::json!(["processing"]));
+        assert!(matches!(
+            parse_untrusted_topic("order.updated", &body),
+            Err(AdapterError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn the_same_status_delivered_twice_is_one_event() {
+        let first = sample_with(|v| v["status"] = "completed".into());
+        let later = sample_with(|v| {
+            v["status"] = "completed".into();
+            v["date_modified_gmt"] = "2017-03-25T08:00:00".into();
+        });
+        let a = envelope(&delivery("order.updated", &first, SECRET, "d-a"), &first);
+        let b = envelope(
+            &delivery("order.updated", &first, OLD_SECRET, "d-b"),
+            &first,
+        );
+        let c = envelope(&delivery("order.updated", &later, SECRET, "d-c"), &later);
+        assert_eq!(
+            a,
+            Envelope {
+                source: a.source.clone(),
+                ..b.clone()
+            }
+        );
+        assert_ne!(a.source.delivery_id, b.source.delivery_id);
+        // Saved again later with the same status: still the same business event.
+        assert_eq!((a.id, &a.idempotency_key), (c.id, &c.idempotency_key));
+        assert_eq!(c.occurred_at, datetime!(2017-03-25 08:00:00 UTC));
+        // Another status of the same order is another event.
+        let cancelled = sample_with(|v| v["status"] = "cancelled".into());
+        let d = envelope(
+            &delivery("order.updated", &cancelled, SECRET, "d-d"),
+            &cancelled,
+        );
+        assert_ne!(d.id, a.id);
+        // Without a usable modification time the event is dated at receipt, same key.
+        let undated = sample_with(|v| {
+            v["status"] = "completed".into();
+            v["date_modified_gmt"] = serde_json::Value::Null;
+        });
+        let e = envelope(
+            &delivery("order.updated", &undated, SECRET, "d-e"),
+            &undated,
+        );
+        assert_eq!((e.id, e.occurred_at), (a.id, received()));
+    }
+
+    #[test]
+    fn one_tracking_item_is_a_fulfillment_after_the_status_event() {
+        let body = sample_tracked(
+            "completed",
+            serde_json::json!([item("usps", "9400 1000/0000+01", "8f14e45fceea167a")]),
+        );
+        let events = deliver("order.updated", &body);
+        assert_eq!(kinds(&events), ["order.fulfilled", "fulfillment.created"]);
+        assert_eq!(
+            keys(&events),
+            [
+                "woocommerce:order:727:fulfilled",
+                "woocommerce:fulfillment:727:8f14e45fceea167a",
+            ]
+        );
+        let order = parse_untrusted(&body).unwrap();
+        assert_eq!(
+            fulfillment(&events[1]),
+            &Fulfillment {
+                id: ExternalId::new("8f14e45fceea167a"),
+                order_id: ExternalId::new("727"),
+                status: "shipped".to_owned(),
+                carrier: Some("usps".to_owned()),
+                carrier_name: Some("USPS".to_owned()),
+                tracking_numbers: vec!["9400 1000/0000+01".to_owned()],
+                tracking_urls: vec![
+                    "https://tools.usps.com/go/TrackConfirmAction?tLabels=9400%201000%2F0000%2B01"
+                        .to_owned()
+                ],
+                lines: order.lines.clone(),
+                destination: order.shipping_address.clone(),
+                email: order.customer.email.clone(),
+            }
+        );
+        assert_eq!(fulfillment(&events[1]).lines.len(), 2);
+        assert_eq!(
+            fulfillment(&events[1])
+                .email
+                .as_ref()
+                .map(EmailAddress::as_str),
+            Some("john.doe@example.com")
+        );
+        // Dated when it shipped; the status event when the order was saved.
+        assert_eq!(events[1].occurred_at, shipped());
+        assert_eq!(events[0].occurred_at, sample_modified());
+        let json = serde_json::to_value(&events[1]).unwrap();
+        assert_eq!(json["type"], "fulfillment.created");
+        assert_eq!(json["data"]["order_id"], "727");
+
+        // A status that gives nothing of its own still gives the fulfillment.
+        let body = sample_tracked(
+            "on-hold",
+            serde_json::json!([item("ups", "1Z999AA10123456784", "t-1")]),
+        );
+        let events = deliver("order.updated", &body);
+        assert_eq!(keys(&events), ["woocommerce:fulfillment:727:t-1"]);
+        assert_eq!(
+            fulfillment(&events[0]).tracking_urls,
+            ["https://www.ups.com/track?tracknum=1Z999AA10123456784"]
+        );
+    }
+
+    #[test]
+    fn two_tracking_items_are_two_fulfillments_in_their_order() {
+        let items = serde_json::json!([
+            item("fedex", "449044304137821", "a1"),
+            item("DHL", "JD014600006281230704", "b2"),
+        ]);
+        let body = sample_tracked("completed", items.clone());
+        let events = deliver("order.updated", &body);
+        assert_eq!(
+            keys(&events),
+            [
+                "woocommerce:order:727:fulfilled",
+                "woocommerce:fulfillment:727:a1",
+                "woocommerce:fulfillment:727:b2",
+            ]
+        );
+        let (fedex, dhl) = (fulfillment(&events[1]), fulfillment(&events[2]));
+        assert_eq!(
+            (fedex.carrier.as_deref(), fedex.carrier_name.as_deref()),
+            (Some("fedex"), Some("FedEx"))
+        );
+        assert_eq!(
+            fedex.tracking_urls,
+            ["https://www.fedex.com/fedextrack/?trknbr=449044304137821"]
+        );
+        assert_eq!(
+            (dhl.carrier.as_deref(), dhl.carrier_name.as_deref()),
+            (Some("dhl"), Some("DHL"))
+        );
+        assert_eq!(
+            dhl.tracking_urls,
+            ["https://www.dhl.com/global-en/home/tracking.html?tracking-id=JD014600006281230704"]
+        );
+
+        // On order.created: order.placed first, then the same fulfillments.
+        let body = sample_tracked("processing", items);
+        let events = deliver("order.created", &body);
+        assert_eq!(
+            keys(&events),
+            [
+                "woocommerce:order:727:placed",
+                "woocommerce:fulfillment:727:a1",
+                "woocommerce:fulfillment:727:b2",
+            ]
+        );
+        assert_eq!(events[0].occurred_at, datetime!(2017-03-22 19:28:02 UTC));
+        assert_eq!(events[1].occurred_at, shipped());
+    }
+
+    #[test]
+    fn a_custom_provider_brings_its_own_link() {
+        let custom = |link: &str| {
+            serde_json::json!({
+                "tracking_provider": "",
+                "custom_tracking_provider": "Speedy Couriers Ltd",
+                "custom_tracking_link": link,
+                "tracking_number": "SC-0042",
+                "date_shipped": "1700006400",
+                "tracking_id": "c3",
+            })
+        };
+        let body = sample_tracked(
+            "completed",
+            serde_json::json!([custom(" https://track.speedy.example/parcel?n=SC-0042 ")]),
+        );
+        let events = deliver("order.updated", &body);
+        let f = fulfillment(&events[1]);
+        assert_eq!(
+            (f.carrier.as_deref(), f.carrier_name.as_deref()),
+            (Some("speedy-couriers-ltd"), Some("Speedy Couriers Ltd"))
+        );
+        assert_eq!(
+            f.tracking_urls,
+            ["https://track.speedy.example/parcel?n=SC-0042"]
+        );
+        // A link that is no web link is dropped; an unknown carrier has no URL of its own.
+        for bad in [
+            "javascript:alert(1)",
+            "track.speedy.example/x",
+            "https://",
+            "https://a b",
+            "",
+        ] {
+            let body = sample_tracked("completed", serde_json::json!([custom(bad)]));
+            let events = deliver("order.updated", &body);
+            assert_eq!(
+                fulfillment(&events[1]).tracking_urls,
+                Vec::<String>::new(),
+                "{bad}"
+            );
+        }
+        // A known carrier with a custom link: the link wins; with a bad one, the carrier's.
+        let mut known = item("ups", "1Z9", "u1");
+        known["custom_tracking_link"] = "HTTPS://example.com/t/1Z9".into();
+        let mut bad = item("ups", "1Z8", "u2");
+        bad["custom_tracking_link"] = "ftp://example.com".into();
+        let body = sample_tracked("completed", serde_json::json!([known, bad]));
+        let events = deliver("order.updated", &body);
+        assert_eq!(
+            fulfillment(&events[1]).tracking_urls,
+            ["HTTPS://example.com/t/1Z9"]
+        );
+        assert_eq!(
+            fulfillment(&events[2]).tracking_urls,
+            ["https://www.ups.com/track?tracknum=1Z8"]
+        );
+    }
+
+    #[test]
+    fn carrier_slugs_and_names_come_from_slugs_or_names() {
+        let body = sample_tracked(
+            "completed",
+            serde_json::json!([
+                item("royal-mail", "AB123456789GB", "r1"),
+                item("Royal Mail", "AB123456780GB", "r2"),
+                item("Canada Post", "1", "r3"),
+                item("correos-express", "2", "r4"),
+                item("", "3", "r5"),
+            ]),
+        );
+        let events = deliver("order.updated", &body);
+        let got: Vec<_> = events[1..]
+            .iter()
+            .map(fulfillment)
+            .map(|f| {
+                (
+                    f.carrier.as_deref(),
+                    f.carrier_name.as_deref(),
+                    f.tracking_urls.len(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Some("royal-mail"), Some("Royal Mail"), 0),
+                (Some("royal-mail"), Some("Royal Mail"), 0),
+                (Some("canada-post"), Some("Canada Post"), 0),
+                (Some("correos-express"), None, 0),
+                (None, None, 0),
+            ]
+        );
+    }
+
+    #[test]
+    fn date_shipped_may_be_a_number_or_a_string() {
+        let dated = |date: serde_json::Value| {
+            let mut it = item("usps", "9400", "d1");
+            it["date_shipped"] = date;
+            let body = sample_tracked("completed", serde_json::json!([it]));
+            deliver("order.updated", &body)[1].occurred_at
+        };
+        assert_eq!(dated(1_700_006_400.into()), shipped());
+        assert_eq!(dated("1700006400".into()), shipped());
+        assert_eq!(dated(" 1700006400 ".into()), shipped());
+        assert_eq!(dated("2023-11-15T00:00:00".into()), shipped());
+        // Unusable dates fall back to the order's modification time.
+        for odd in [
+            serde_json::json!(""),
+            serde_json::json!("0"),
+            serde_json::json!(0),
+            serde_json::json!(-5),
+            serde_json::json!("next tuesday"),
+            serde_json::json!(1.7e9),
+            serde_json::json!(u64::MAX),
+            serde_json::json!("99999999999999999999"),
+            serde_json::Value::Null,
+        ] {
+            assert_eq!(dated(odd.clone()), sample_modified(), "{odd}");
+        }
+        let mut it = item("usps", "9400", "d1");
+        it.as_object_mut().unwrap().remove("date_shipped");
+        let body = sample_tracked("completed", serde_json::json!([it]));
+        assert_eq!(
+            deliver("order.updated", &body)[1].occurred_at,
+            sample_modified()
+        );
+        // Another JSON type is an error naming the item.
+        let mut it = item("usps", "9400", "d1");
+        it["date_shipped"] = serde_json::json!({"date": "2023-11-15"});
+        let body = sample_tracked("completed", serde_json::json!([it]));
+        assert!(matches!(
+            parse_untrusted_topic("order.updated", &body),
+            Err(AdapterError::Invalid(m)) if m.contains("_wc_shipment_tracking_items[0]")
+        ));
+    }
+
+    #[test]
+    fn items_without_a_tracking_number_are_skipped() {
+        let mut blank = item("usps", "  ", "x1");
+        blank["tracking_number"] = "  ".into();
+        let mut nulled = item("usps", "", "x2");
+        nulled["tracking_number"] = serde_json::Value::Null;
+        let mut absent = item("usps", "", "x3");
+        absent.as_object_mut().unwrap().remove("tracking_number");
+        let good = item("usps", "9400111", "x4");
+        let body = sample_tracked(
+            "completed",
+            serde_json::json!([blank.clone(), nulled.clone(), good, absent.clone()]),
+        );
+        let events = deliver("order.updated", &body);
+        assert_eq!(
+            keys(&events),
+            [
+                "woocommerce:order:727:fulfilled",
+                "woocommerce:fulfillment:727:x4"
+            ]
+        );
+        // With no usable item, an update whose status gives nothing is ignored.
+        let body = sample_tracked("on-hold", serde_json::json!([blank, nulled, absent]));
+        assert_eq!(
+            parse_untrusted_topic("order.updated", &body),
+            ignored("order.updated")
+        );
+        // Empty tracking meta, as the extensions leave it after the last item is deleted.
+        for empty in [
+            serde_json::json!([]),
+            serde_json::json!(""),
+            serde_json::Value::Null,
+        ] {
+            let body = sample_tracked("on-hold", empty.clone());
+            assert_eq!(
+                parse_untrusted_topic("order.updated", &body),
+                ignored("order.updated"),
+                "{empty}"
+            );
+        }
+    }
+
+    #[test]
+    fn tracking_ids_and_numbers_are_exact_and_keyed_once() {
+        // An integer tracking number (beyond 2^53) and no tracking id: the number is the id.
+        let mut numeric = item("usps", "", "");
+        numeric["tracking_number"] = serde_json::json!(9_400_111_899_223_197_428_u64);
+        numeric.as_object_mut().unwrap().remove("tracking_id");
+        let body = sample_tracked("completed", serde_json::json!([numeric]));
+        let events = deliver("order.updated", &body);
+        let f = fulfillment(&events[1]);
+        assert_eq!(f.id.as_str(), "9400111899223197428");
+        assert_eq!(f.tracking_numbers, ["9400111899223197428"]);
+        assert_eq!(
+            events[1].idempotency_key,
+            "woocommerce:fulfillment:727:9400111899223197428"
+        );
+        // The same item listed twice is one event.
+        let body = sample_tracked(
+            "completed",
+            serde_json::json!([item("ups", "1Z1", "dup"), item("ups", "1Z1", "dup")]),
+        );
+        assert_eq!(deliver("order.updated", &body).len(), 2);
+        // Delivered twice (the order saved again later): the same fulfillment event.
+        let items = serde_json::json!([item("ups", "1Z1", "t7")]);
+        let a = deliver("order.updated", &sample_tracked("completed", items.clone()));
+        let later = sample_with(|v| {
+            v["status"] = "completed".into();
+            v["date_modified_gmt"] = "2017-04-01T00:00:00".into();
+            v["meta_data"] = serde_json::json!([{"key": TRACKING_META_KEY, "value": items}]);
+        });
+        let b = deliver("order.updated", &later);
+        assert_eq!(a[0].id, b[0].id);
+        assert_ne!(a[0].occurred_at, b[0].occurred_at);
+        assert_eq!(a[1], b[1]);
+    }
+
+    #[test]
+    fn malformed_tracking_meta_is_refused_with_its_name() {
+        let cases = [
+            serde_json::json!({"0": item("ups", "1Z1", "t1")}),
+            serde_json::json!(42),
+            serde_json::json!("a:1:{i:0;a:0:{}}"),
+            serde_json::json!([["ups", "1Z1"]]),
+            serde_json::json!([null]),
+            serde_json::json!([{"tracking_number": 1.5}]),
+            serde_json::json!([{"tracking_number": -3}]),
+            serde_json::json!([{"tracking_number": {"n": "1"}}]),
+            serde_json::json!([{"tracking_number": "1", "tracking_id": true}]),
+            serde_json::json!([{"tracking_number": "1", "tracking_provider": 7}]),
+        ];
+        for value in cases {
+            let body = sample_tracked("completed", value.clone());
+            let result = parse_untrusted_topic("order.updated", &body);
+            assert!(
+                matches!(&result, Err(AdapterError::Invalid(m)) if m.starts_with(TRACKING_META_KEY)),
+                "{value}: {result:?}"
+            );
+        }
+        let body = sample_with(|v| v["meta_data"] = serde_json::json!({"key": TRACKING_META_KEY}));
+        assert_eq!(
+            parse_untrusted_topic("order.updated", &body),
+            Err(AdapterError::Invalid(
+                "meta_data: expected an array".to_owned()
+            ))
+        );
+        // Other meta entries may hold anything.
+        let body = sample_with(|v| {
+            v["meta_data"] = serde_json::json!([
+                7,
+                {"key": 5, "value": [1]},
+                {"key": "_other", "value": {"deep": [1.5, null]}},
+                {"value": "no key"},
+            ]);
+        });
+        assert_eq!(
+            keys(&deliver("order.updated", &body)),
+            ["woocommerce:order:727:paid"]
+        );
+    }
+
+    #[test]
+    fn order_updates_refuse_wrong_types_and_broken_bodies() {
+        for (from, to) in [
+            ("\"id\": 727", "\"id\": 727.0"),
+            ("\"id\": 727", "\"id\": {\"value\": 727}"),
+            ("\"id\": 727", "\"id\": 9007199254740993.5"),
+            ("\"line_items\": [", "\"line_items\": {\"a\": 1}, \"x\": ["),
+            ("\"total\": \"29.35\"", "\"total\": [29.35]"),
+        ] {
+            let body = sample_replacing(from, to);
+            let result = parse_untrusted_topic("order.updated", &body);
+            assert!(
+                matches!(result, Err(AdapterError::Invalid(_))),
+                "{to}: {result:?}"
+            );
+            let headers = delivery("order.updated", &body, SECRET, "d-1");
+            assert!(matches!(
+                run(&headers, &body),
+                Err(AdapterError::Invalid(_))
+            ));
+        }
+        let body = sample_with(|v| v.as_object_mut().unwrap().remove("id").map(drop).unwrap());
+        assert!(is_invalid_naming(parse_untrusted(&body), "id"));
+        assert!(matches!(
+            parse_untrusted_topic("order.updated", &body),
+            Err(AdapterError::Invalid(m)) if m.contains("id")
+        ));
+        let truncated = &SAMPLE[..SAMPLE.len() - 40];
+        for topic in ["order.updated", "customer.updated"] {
+            let headers = delivery(topic, truncated, SECRET, "d-1");
+            assert!(matches!(
+                run(&headers, truncated),
+                Err(AdapterError::MalformedJson(m)) if m.starts_with("truncated json")
+            ));
+        }
+    }
+
+    #[test]
+    fn a_wrong_signature_is_refused_before_anything_is_read() {
+        // The HTTP layer answers 401 to both signature errors.
+        let body = sample_tracked("completed", serde_json::json!([item("ups", "1Z1", "t1")]));
+        for topic in ["order.updated", "customer.updated", "customer.created"] {
+            let headers = delivery(topic, &body, b"not-the-secret", "d-1");
+            assert_eq!(run(&headers, &body), Err(AdapterError::BadSignature));
+            let headers = delivery(topic, b"{}", SECRET, "d-1");
+            assert_eq!(run(&headers, &body), Err(AdapterError::BadSignature));
+            let mut headers = delivery(topic, &body, SECRET, "d-1");
+            headers.retain(|(k, _)| k != "X-WC-Webhook-Signature");
+            assert_eq!(run(&headers, &body), Err(AdapterError::MissingSignature));
+        }
+        // The ping still publishes nothing, whatever the topic handling.
+        assert_eq!(run(&[], b"webhook_id=12"), ignored("ping"));
+        assert!(matches!(
+            parse_untrusted_topic("order.updated", b"webhook_id=12"),
+            Err(AdapterError::MalformedJson(_))
+        ));
+    }
+
+    #[test]
+    fn ids_beyond_2_pow_53_stay_exact_on_every_event() {
+        let body = sample_tracked("completed", serde_json::json!([item("ups", "1Z1", "t1")]));
+        let body = String::from_utf8(body)
+            .unwrap()
+            .replacen("\"id\":727", "\"id\":9007199254740993", 1)
+            .into_bytes();
+        let events = deliver("order.updated", &body);
+        assert_eq!(
+            keys(&events),
+            [
+                "woocommerce:order:9007199254740993:fulfilled",
+                "woocommerce:fulfillment:9007199254740993:t1",
+            ]
+        );
+        let json = serde_json::to_value(&events).unwrap();
+        assert_eq!(json[0]["data"]["order"]["id"], "9007199254740993");
+        assert_eq!(json[1]["data"]["order_id"], "9007199254740993");
+
+        let body = customer_with(|c| c["id"] = u64::MAX.into());
+        let env = &events_of_customer("customer.updated", &body)[0];
+        assert_eq!(
+            env.idempotency_key,
+            "woocommerce:customer.updated:18446744073709551615:2017-03-21T19:09:30"
+        );
+        let json = serde_json::to_value(env).unwrap();
+        assert_eq!(json["data"]["customer"]["id"], "18446744073709551615");
+    }
+
+    /// A customer as `GET /wp-json/wc/v3/customers/25` returns it, which is what
+    /// WooCommerce's customer webhooks carry.
+    fn customer_json() -> serde_json::Value {
+        serde_json::json!({
+            "id": 25,
+            "date_created": "2017-03-21T16:09:28",
+            "date_created_gmt": "2017-03-21T19:09:28",
+            "date_modified": "2017-03-21T16:09:30",
+            "date_modified_gmt": "2017-03-21T19:09:30",
+            "email": "john.doe@example.com",
+            "first_name": "John",
+            "last_name": "Doe",
+            "role": "customer",
+            "username": "john.doe",
+            "billing": {
+                "first_name": "John",
+                "last_name": "Doe",
+                "company": "",
+                "address_1": "969 Market",
+                "address_2": "",
+                "city": "San Francisco",
+                "state": "CA",
+                "postcode": "94103",
+                "country": "US",
+                "email": "john.doe@example.com",
+                "phone": "(555) 555-5555"
+            },
+            "shipping": {
+                "first_name": "John",
+                "last_name": "Doe",
+                "company": "",
+                "address_1": "969 Market",
+                "address_2": "",
+                "city": "San Francisco",
+                "state": "CA",
+                "postcode": "94103",
+                "country": "US"
+            },
+            "is_paying_customer": false,
+            "avatar_url": "https://secure.gravatar.com/avatar/8eb1b522f60d11fa897de1dc6351b7e8?s=96",
+            "meta_data": [],
+            "_links": {
+                "self": [{"href": "https://example.com/wp-json/wc/v3/customers/25"}],
+                "collection": [{"href": "https://example.com/wp-json/wc/v3/customers"}]
+            }
+        })
+    }
+
+    fn customer_with(edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+        let mut v = customer_json();
+        edit(&mut v);
+        serde_json::to_vec_pretty(&v).unwrap()
+    }
+
+    fn events_of_customer(topic: &str, body: &[u8]) -> Vec<Envelope> {
+        let events = deliver(topic, body);
+        assert_eq!(events.len(), 1);
+        events
+    }
+
+    fn changed(env: &Envelope) -> &CustomerChanged {
+        match &env.event {
+            Event::CustomerCreated(c) | Event::CustomerUpdated(c) => c,
+            other => panic!("expected a customer event, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn customers_map_to_customer_events() {
+        let body = customer_with(|_| {});
+        let created = &events_of_customer("customer.created", &body)[0];
+        assert_eq!(created.kind().as_str(), "customer.created");
+        assert_eq!(
+            created.idempotency_key,
+            "woocommerce:customer.created:25:2017-03-21T19:09:30"
+        );
+        assert_eq!(created.occurred_at, datetime!(2017-03-21 19:09:28 UTC));
+        assert_eq!(created.source.topic.as_deref(), Some("customer.created"));
+        assert_eq!(
+            changed(created),
+            &CustomerChanged {
+                customer: Customer {
+                    id: Some(ExternalId::new("25")),
+                    email: Some(EmailAddress::parse("john.doe@example.com").unwrap()),
+                    first_name: Some("John".to_owned()),
+                    last_name: Some("Doe".to_owned()),
+                    locale: None,
+                    country: Some("US".to_owned()),
+                    accepts_marketing: None,
+                },
+                default_address: Some(Address {
+                    name: Some("John Doe".to_owned()),
+                    company: None,
+                    lines: vec!["969 Market".to_owned()],
+                    city: Some("San Francisco".to_owned()),
+                    region: Some("CA".to_owned()),
+                    postal_code: Some("94103".to_owned()),
+                    country: Some("US".to_owned()),
+                }),
+            }
+        );
+
+        let updated = &events_of_customer("customer.updated", &body)[0];
+        assert_eq!(updated.kind().as_str(), "customer.updated");
+        assert_eq!(
+            updated.idempotency_key,
+            "woocommerce:customer.updated:25:2017-03-21T19:09:30"
+        );
+        assert_eq!(updated.occurred_at, datetime!(2017-03-21 19:09:30 UTC));
+        assert_eq!(changed(updated), changed(created));
+        assert_ne!(updated.id, created.id);
+        let json = serde_json::to_value(updated).unwrap();
+        assert_eq!(json["type"], "customer.updated");
+        assert_eq!(json["data"]["customer"]["id"], "25");
+        assert_eq!(json["data"]["default_address"]["city"], "San Francisco");
+    }
+
+    #[test]
+    fn each_customer_save_is_one_event() {
+        let body = customer_with(|_| {});
+        let a = &events_of_customer("customer.updated", &body)[0];
+        let b = verify_and_parse(
+            &[OLD_SECRET],
+            &tenant(),
+            &delivery("customer.updated", &body, OLD_SECRET, "d-other"),
+            &body,
+            received(),
+        )
+        .unwrap();
+        let Parsed::Events(b) = b else { panic!() };
+        assert_eq!((a.id, &a.idempotency_key), (b[0].id, &b[0].idempotency_key));
+        // Saved again: a new modification time is a new event.
+        let resaved = customer_with(|c| {
+            c["date_modified_gmt"] = "2017-04-02T10:00:00".into();
+            c["last_name"] = "Roe".into();
+        });
+        let c = &events_of_customer("customer.updated", &resaved)[0];
+        assert_eq!(
+            c.idempotency_key,
+            "woocommerce:customer.updated:25:2017-04-02T10:00:00"
+        );
+        assert_ne!(c.id, a.id);
+        assert_eq!(changed(c).customer.last_name.as_deref(), Some("Roe"));
+        // Never modified since its creation: keyed by the creation time.
+        let fresh = customer_with(|c| c["date_modified_gmt"] = serde_json::Value::Null);
+        let d = &events_of_customer("customer.created", &fresh)[0];
+        assert_eq!(
+            d.idempotency_key,
+            "woocommerce:customer.created:25:2017-03-21T19:09:28"
+        );
+        let e = &events_of_customer("customer.updated", &fresh)[0];
+        assert_eq!(e.occurred_at, received());
+        // Without either time the key cannot be derived.
+        let timeless = customer_with(|c| {
+            let c = c.as_object_mut().unwrap();
+            c.remove("date_modified_gmt");
+            c.insert("date_created_gmt".to_owned(), "  ".into());
+        });
+        assert!(matches!(
+            parse_untrusted_topic("customer.updated", &timeless),
+            Err(AdapterError::Invalid(m)) if m.contains("date_modified_gmt")
+        ));
+    }
+
+    #[test]
+    fn customer_fields_fall_back_and_wrong_types_are_refused() {
+        let body = customer_with(|c| {
+            c["email"] = "".into();
+            c["first_name"] = "".into();
+            c["last_name"] = "".into();
+            c["billing"]["first_name"] = "Jane".into();
+            c["billing"]["last_name"] = "".into();
+            c["billing"]["email"] = "jane@example.org".into();
+            c["shipping"] = serde_json::json!({"first_name": "", "country": ""});
+            c["billing"]["country"] = "ca".into();
+        });
+        let c = changed(&events_of_customer("customer.updated", &body)[0]).clone();
+        assert_eq!(
+            c.customer.email.as_ref().map(EmailAddress::as_str),
+            Some("jane@example.org")
+        );
+        assert_eq!(
+            (
+                c.customer.first_name.as_deref(),
+                c.customer.last_name.as_deref()
+            ),
+            (Some("Jane"), None)
+        );
+        assert_eq!(c.customer.country.as_deref(), Some("CA"));
+        assert_eq!(
+            c.default_address.and_then(|a| a.city),
+            Some("San Francisco".to_owned())
+        );
+        // A bare account: an id and a time are enough.
+        let bare = br#"{"id": "31", "date_modified_gmt": "2020-01-01T00:00:00", "billing": null}"#;
+        let Ok(Parsed::Events(events)) = parse_untrusted_topic("customer.updated", bare) else {
+            panic!()
+        };
+        let c = changed(&events[0]);
+        assert_eq!(c.customer.id, Some(ExternalId::new("31")));
+        assert_eq!((&c.customer.email, &c.default_address), (&None, &None));
+
+        for edit in [
+            (|c: &mut serde_json::Value| c["id"] = serde_json::json!(25.0)) as fn(&mut _),
+            |c| c["id"] = serde_json::json!({"id": 25}),
+            |c| c["id"] = serde_json::json!(-25),
+            |c| c["id"] = serde_json::json!("18446744073709551616"),
+            |c| {
+                c.as_object_mut().unwrap().remove("id");
+            },
+            |c| c["billing"] = serde_json::json!(["John"]),
+            |c| c["email"] = serde_json::json!(7),
+            |c| c["date_modified_gmt"] = serde_json::json!(1_490_123_370),
+        ] {
+            let body = customer_with(edit);
+            let result = parse_untrusted_topic("customer.updated", &body);
+            assert!(
+                matches!(result, Err(AdapterError::Invalid(_))),
+                "{result:?}"
+            );
+        }
+        assert_eq!(
+            parse_untrusted_topic("customer.created", b"[25]"),
+            Err(AdapterError::Invalid(
+                "expected a json object, found an array".to_owned()
+            ))
+        );
+    }
+
+    #[test]
+    fn the_untrusted_entry_point_matches_the_signed_path() {
+        let body = sample_tracked("completed", serde_json::json!([item("ups", "1Z1", "t1")]));
+        let Ok(Parsed::Events(untrusted)) = parse_untrusted_topic("order.updated", &body) else {
+            panic!()
+        };
+        let signed = deliver("order.updated", &body);
+        assert_eq!(untrusted.len(), signed.len());
+        for (u, s) in untrusted.iter().zip(&signed) {
+            assert_eq!(
+                (&u.idempotency_key, &u.event),
+                (&s.idempotency_key, &s.event)
+            );
+            assert_eq!(u.tenant.as_str(), "untrusted");
+            assert_eq!(u.source.delivery_id, None);
+        }
+        // Without any time in the body, events are dated at the Unix epoch.
+        let body = sample_with(|v| {
+            v["status"] = "cancelled".into();
+            v.as_object_mut().unwrap().remove("date_modified_gmt");
+        });
+        let Ok(Parsed::Events(events)) = parse_untrusted_topic("order.updated", &body) else {
+            panic!()
+        };
+        assert_eq!(events[0].occurred_at, OffsetDateTime::UNIX_EPOCH);
+    }
+
+    #[test]
+    fn url_helpers_are_strict() {
+        assert_eq!(url_encode("AZaz09-._~"), "AZaz09-._~");
+        assert_eq!(
+            url_encode("1Z 9/+&=?#%é"),
+            "1Z%209%2F%2B%26%3D%3F%23%25%C3%A9"
+        );
+        assert_eq!(
+            carrier_url("usps", "94&x=1").as_deref(),
+            Some("https://tools.usps.com/go/TrackConfirmAction?tLabels=94%26x%3D1")
+        );
+        assert_eq!(carrier_url("royal-mail", "AB1"), None);
+        assert_eq!(
+            web_link(" http://a.example/x?y=1 ").as_deref(),
+            Some("http://a.example/x?y=1")
+        );
+        for bad in [
+            "",
+            "http://",
+            "https:/a",
+            "//a.example",
+            "data:text/html,x",
+            "https://a\n.example",
+            "ht\u{0}tps://a",
+        ] {
+            assert_eq!(web_link(bad), None, "{bad:?}");
+        }
+        assert_eq!(StatusChange::of(" processing "), Some(StatusChange::Paid));
+        assert_eq!(
+            StatusChange::of("wc-cancelled"),
+            Some(StatusChange::Cancelled)
+        );
+        for other in [
+            "pending", "on-hold", "refunded", "failed", "process", "wc-", "",
+        ] {
+            assert_eq!(StatusChange::of(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn untrusted_topics_never_panic() {
+        let tracked = sample_tracked(
+            "completed",
+            serde_json::json!([item("usps", "9400", "t1"), item("", "x", "")]),
+        );
+        let customer = customer_with(|_| {});
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let interesting = b"\"0-9.e,:{}[]\\&;#\x00\xff";
+        for (topic, sample) in [
+            ("order.created", &tracked),
+            ("order.updated", &tracked),
+            ("customer.created", &customer),
+            ("customer.updated", &customer),
+        ] {
+            for end in (0..sample.len()).step_by(7) {
+                let _ = parse_untrusted_topic(topic, &sample[..end]);
+            }
+            for _ in 0..1000 {
+                let mut body = sample.clone();
+                for _ in 0..(1 + next() % 4) {
+                    let at = (next() % body.len() as u64) as usize;
+                    body[at] = interesting[(next() % interesting.len() as u64) as usize];
+                }
+                let _ = parse_untrusted_topic(topic, &body);
+            }
         }
     }
 }
