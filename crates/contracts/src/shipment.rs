@@ -46,6 +46,11 @@ impl ShipmentStatus {
         }
     }
 
+    /// The status named `s` (snake_case, as in JSON), if there is one.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     /// True for statuses after which nothing more is expected.
     pub fn is_final(self) -> bool {
         matches!(self, Self::Delivered | Self::ReturnedToSender | Self::Expired)

@@ -1,32 +1,38 @@
-//! Flow runs: starting them (on a triggering event) and stepping them (when a timer is due).
-//! The decisions are pure functions ([`next_action`], [`render_request`]); [`Engine`] is the
-//! thin IO around them.
+//! Flow runs: starting them (on a triggering event whose condition holds), ending them (on a
+//! goal event), and stepping them (when a timer is due). The decisions are pure functions
+//! ([`next_action`], [`render_request`], and the `context` module); [`Engine`] is the thin
+//! IO around them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bus::{Bus, HandleError};
-use contracts::{Cause, Envelope, Event, Mailbox, MessageId, RenderRequest, SPEC_VERSION};
+use contracts::{Cause, Envelope, EventKind, MessageId, Order, RenderRequest, SPEC_VERSION};
 use kit::Clock;
 use sqlx::{PgPool, Row};
-use tenancy::{Flow, FlowStep, Tenant, Tenants};
+use tenancy::{Condition, Flow, FlowStep, Tenant, Tenants};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span};
 use uuid::Uuid;
 
+use crate::context;
+use crate::journey;
+
 /// What to do at `step` of a flow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepAction {
-    Send { template: String },
+    Send { template: String, offer: Option<String>, when: Option<Condition> },
     Wait(Duration),
     Finish,
 }
 
 pub fn next_action(flow: &Flow, step: usize) -> StepAction {
     match flow.steps.get(step) {
-        Some(FlowStep::Send { template, .. }) => StepAction::Send { template: template.clone() },
+        Some(FlowStep::Send { template, offer, when }) => {
+            StepAction::Send { template: template.clone(), offer: offer.clone(), when: when.clone() }
+        }
         Some(FlowStep::Wait(d)) => StepAction::Wait(*d),
         None => StepAction::Finish,
     }
@@ -38,29 +44,26 @@ pub fn run_id(tenant: &str, flow: &str, trigger_key: &str) -> Uuid {
     Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes())
 }
 
-/// The render request for a send step, or `None` when the event names no recipient.
+/// What a send step knows when it fires.
+pub struct StepInput<'a> {
+    pub event: &'a Envelope,
+    /// The order's latest snapshot, else the one the event carries.
+    pub order: Option<&'a Order>,
+    pub offer: Option<serde_json::Value>,
+    pub recommendations: Vec<serde_json::Value>,
+}
+
+/// The render request for a send step, or `None` when nobody can be addressed.
 pub fn render_request(
     tenant: &Tenant,
     flow: &Flow,
     run: Uuid,
     step: u32,
-    event: &Envelope,
+    input: StepInput<'_>,
     template: &str,
 ) -> Option<RenderRequest> {
-    let (to, locale, data) = match &event.event {
-        Event::OrderPlaced(p) => {
-            let c = &p.order.customer;
-            let email = c.email.clone()?;
-            let name = match (&c.first_name, &c.last_name) {
-                (Some(f), Some(l)) => Some(format!("{f} {l}")),
-                (Some(n), None) | (None, Some(n)) => Some(n.clone()),
-                (None, None) => None,
-            };
-            let data = serde_json::json!({ "order": p.order, "customer": c });
-            (Mailbox { name, email }, c.locale.clone(), data)
-        }
-        _ => return None,
-    };
+    let (to, locale) = context::recipient(input.event, input.order)?;
+    let data = context::template_data(input.event, input.order, input.offer, input.recommendations);
     Some(RenderRequest {
         spec: SPEC_VERSION,
         message_id: MessageId::derive(&[tenant.id.as_str(), &run.to_string(), &step.to_string()]),
@@ -69,7 +72,7 @@ pub fn render_request(
         template: template.to_owned(),
         to,
         locale: locale.or_else(|| Some(tenant.locale.clone())),
-        cause: Cause { flow: flow.id.clone(), run_id: run, step, event_id: event.id },
+        cause: Cause { flow: flow.id.clone(), run_id: run, step, event_id: input.event.id },
         data,
     })
 }
@@ -84,21 +87,111 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts every enabled flow of the event's tenant that the event triggers. Idempotent.
-    pub(crate) async fn start_runs(&self, event: &Envelope) -> Result<(), HandleError> {
+    /// Applies one event: the journey tables, the goals it reaches (ending runs), and the
+    /// flows it starts (whose condition holds), all in one transaction. Idempotent: an
+    /// event applied before changes nothing.
+    pub(crate) async fn handle_event(&self, event: &Envelope) -> Result<(), HandleError> {
         let Some(tenant) = self.tenants.get(&event.tenant) else {
             return Err(HandleError::transient(anyhow::anyhow!("tenant {} is not configured here", event.tenant)));
         };
         let now = self.clock.now();
+        let mut tx = self.pool.begin().await.map_err(HandleError::transient)?;
+        if !journey::apply(&mut tx, tenant, event, now).await.map_err(HandleError::transient)? {
+            tracing::debug!(event_id = %event.id, "event applied before; nothing to do");
+            return Ok(());
+        }
+        let (order_id, email) = context::subject_of(event);
+        let exited = self.reach_goals(&mut tx, tenant, event.kind(), order_id.as_deref(), email.as_deref(), now).await?;
+        let started = self.start_runs(&mut tx, tenant, event, order_id.as_deref(), email.as_deref(), now).await?;
+        tx.commit().await.map_err(HandleError::transient)?;
+        if exited > 0 {
+            tracing::info!(exited, event_id = %event.id, "flow runs reached their goal");
+        }
+        if started > 0 {
+            tracing::info!(started, event_id = %event.id, "flow runs started");
+        }
+        // Runs start at once and parcels may have become due: let the timer loop look.
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Ends the active runs of this tenant's flows that have `kind` as a goal and are about
+    /// the same order (or, for runs without one, the same customer).
+    async fn reach_goals(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        tenant: &Tenant,
+        kind: EventKind,
+        order_id: Option<&str>,
+        email: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<u64, HandleError> {
+        let flows: Vec<&str> = tenant.flows.iter().filter(|f| f.exit_on.contains(&kind)).map(|f| f.id.as_str()).collect();
+        if flows.is_empty() || (order_id.is_none() && email.is_none()) {
+            return Ok(0);
+        }
+        let rows = sqlx::query(
+            "update flow_runs set state = 'exited', finished_at = $5
+             where tenant = $1 and flow_id = any($2) and state = 'active'
+               and ((order_id is not null and order_id = $3) or (order_id is null and email = $4))
+             returning id",
+        )
+        .bind(tenant.id.as_str())
+        .bind(&flows)
+        .bind(order_id)
+        .bind(email)
+        .bind(now)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(HandleError::transient)?;
+        let ids: Vec<Uuid> = rows.iter().filter_map(|r| r.try_get("id").ok()).collect();
+        if !ids.is_empty() {
+            sqlx::query("update timers set fired_at = $2 where run_id = any($1) and fired_at is null")
+                .bind(&ids)
+                .bind(now)
+                .execute(&mut **tx)
+                .await
+                .map_err(HandleError::transient)?;
+            metrics::counter!("scheduler_runs_exited_total").increment(ids.len() as u64);
+        }
+        Ok(ids.len() as u64)
+    }
+
+    /// Starts every enabled flow the event triggers whose condition holds.
+    async fn start_runs(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        tenant: &Tenant,
+        event: &Envelope,
+        order_id: Option<&str>,
+        email: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<u64, HandleError> {
+        let flows: Vec<&Flow> = tenant.flows_for(event.kind()).collect();
+        if flows.is_empty() {
+            return Ok(0);
+        }
+        let snapshot = match order_id {
+            Some(id) => journey::order(tx, tenant.id.as_str(), id).await.map_err(HandleError::transient)?,
+            None => None,
+        };
+        let order = snapshot.as_ref().or_else(|| context::order_in(event));
+        let email = email.map(str::to_owned).or_else(|| order.and_then(|o| o.customer.email.as_ref().map(contracts::EmailAddress::key)));
+        let facts = journey::customer(tx, tenant.id.as_str(), email.as_deref()).await.map_err(HandleError::transient)?;
+        let vars = context::condition_vars(event, order, &facts);
         let body = serde_json::to_value(event).map_err(HandleError::permanent)?;
         let trace = serde_json::to_value(telemetry::current_context_headers()).map_err(HandleError::permanent)?;
         let mut started = 0;
-        let mut tx = self.pool.begin().await.map_err(HandleError::transient)?;
-        for flow in tenant.flows_for(event.kind()) {
+        for flow in flows {
+            if let Some(cond) = &flow.when
+                && !condition(cond, &vars, &flow.id)
+            {
+                continue;
+            }
             let id = run_id(tenant.id.as_str(), &flow.id, &event.idempotency_key);
             let inserted = sqlx::query(
-                "insert into flow_runs (id, tenant, flow_id, trigger_key, event_id, event, trace_context, created_at)
-                 values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict do nothing",
+                "insert into flow_runs (id, tenant, flow_id, trigger_key, event_id, event, trace_context, created_at, order_id, email)
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) on conflict do nothing",
             )
             .bind(id)
             .bind(tenant.id.as_str())
@@ -108,7 +201,9 @@ impl Engine {
             .bind(&body)
             .bind(&trace)
             .bind(now)
-            .execute(&mut *tx)
+            .bind(order_id)
+            .bind(email.as_deref())
+            .execute(&mut **tx)
             .await
             .map_err(HandleError::transient)?
             .rows_affected();
@@ -116,18 +211,14 @@ impl Engine {
                 sqlx::query("insert into timers (run_id, step, due_at) values ($1, 0, $2)")
                     .bind(id)
                     .bind(now)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await
                     .map_err(HandleError::transient)?;
+                metrics::counter!("scheduler_runs_started_total", "flow" => flow.id.clone()).increment(1);
                 started += 1;
             }
         }
-        tx.commit().await.map_err(HandleError::transient)?;
-        if started > 0 {
-            tracing::info!(started, event_id = %event.id, "flow runs started");
-            self.wake.notify_one();
-        }
-        Ok(())
+        Ok(started)
     }
 
     /// Fires due timers until `stop`. Wakes on new runs and every `poll` otherwise.
@@ -141,7 +232,14 @@ impl Engine {
                 _ = tick.tick() => {},
             }
             loop {
-                match self.fire_due().await {
+                let shipments = match self.fire_shipments().await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "firing shipment timers failed; will retry");
+                        0
+                    }
+                };
+                match self.fire_due().await.map(|n| n + shipments) {
                     // A fired send step makes the next step due at once: go round again.
                     Ok(0) => break,
                     Ok(_) => {}
@@ -157,14 +255,31 @@ impl Engine {
         }
     }
 
+    /// Publishes the shipment events due now (notifications after a burst window, stalls),
+    /// then commits the parcels' new state; expires carrier updates that never linked.
+    /// Returns how many events were published.
+    async fn fire_shipments(&self) -> anyhow::Result<usize> {
+        let now = self.clock.now();
+        let mut tx = self.pool.begin().await?;
+        journey::expire_unlinked(&mut tx, now).await?;
+        let events = journey::due_shipment_events(&mut tx, &self.tenants, now, self.batch).await?;
+        for event in &events {
+            self.bus.publish_event(event).await?;
+            metrics::counter!("scheduler_shipment_events_total", "type" => event.kind().as_str()).increment(1);
+            tracing::info!(event_id = %event.id, kind = event.kind().as_str(), key = %event.idempotency_key, "shipment event published");
+        }
+        tx.commit().await?;
+        Ok(events.len())
+    }
+
     /// Claims and fires up to `batch` due timers in one transaction. Returns how many.
     async fn fire_due(&self) -> anyhow::Result<usize> {
         let now = self.clock.now();
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(
-            "select t.run_id, t.step, t.due_at, r.tenant, r.flow_id, r.event, r.trace_context
+            "select t.run_id, t.step, t.due_at, r.tenant, r.flow_id, r.event, r.trace_context, r.order_id
              from timers t join flow_runs r on r.id = t.run_id
-             where t.fired_at is null and t.due_at <= $1
+             where t.fired_at is null and t.due_at <= $1 and r.state = 'active'
              order by t.due_at
              limit $2
              for update of t skip locked",
@@ -181,7 +296,7 @@ impl Engine {
             let trace: Vec<(String, String)> = serde_json::from_value(row.try_get("trace_context")?).unwrap_or_default();
             let span = info_span!("flow_step", tenant = %row.try_get::<String, _>("tenant")?, run = %run, step);
             telemetry::continue_trace(&span, &trace);
-            let next = self.step(&row, run, step, due_at, now).instrument(span).await?;
+            let next = self.step(&mut tx, &row, run, step, due_at, now).instrument(span).await?;
             sqlx::query("update timers set fired_at = $3 where run_id = $1 and step = $2")
                 .bind(run)
                 .bind(step)
@@ -213,6 +328,7 @@ impl Engine {
     /// Executes one step; returns when the next step is due, or `None` when the run ends.
     async fn step(
         &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
         row: &sqlx::postgres::PgRow,
         run: Uuid,
         step: i32,
@@ -233,9 +349,31 @@ impl Engine {
         match next_action(flow, step_index) {
             StepAction::Finish => Ok(None),
             StepAction::Wait(d) => Ok(Some(due_at + d)),
-            StepAction::Send { template } => {
+            StepAction::Send { template, offer, when } => {
                 let event: Envelope = serde_json::from_value(row.try_get("event")?)?;
-                match render_request(tenant, flow, run, step as u32, &event, &template) {
+                let order_id: Option<String> = row.try_get("order_id")?;
+                let snapshot = match &order_id {
+                    Some(id) => journey::order(tx, tenant.id.as_str(), id).await?,
+                    None => None,
+                };
+                let order = snapshot.as_ref().or_else(|| context::order_in(&event));
+                if let Some(cond) = &when {
+                    let email = order.and_then(|o| o.customer.email.as_ref().map(contracts::EmailAddress::key));
+                    let facts = journey::customer(tx, tenant.id.as_str(), email.as_deref()).await?;
+                    if !condition(cond, &context::condition_vars(&event, order, &facts), &flow.id) {
+                        tracing::info!(template = %template, "step condition false; step skipped");
+                        return Ok(Some(now));
+                    }
+                }
+                let offer = offer.as_ref().and_then(|name| tenant.offers.get(name)).map(|o| context::offer_json(o, now));
+                let recommendations = match order {
+                    Some(o) if event.kind() == EventKind::OrderPlaced && tenant.cross_sell.enabled => {
+                        self.recommendations(tx, tenant, o).await?
+                    }
+                    _ => Vec::new(),
+                };
+                let input = StepInput { event: &event, order, offer, recommendations };
+                match render_request(tenant, flow, run, step as u32, input, &template) {
                     Some(req) => {
                         self.bus.publish_render(&req).await?;
                         metrics::counter!("scheduler_render_requests_total", "lane" => flow.lane.token()).increment(1);
@@ -245,6 +383,40 @@ impl Engine {
                 }
                 Ok(Some(now))
             }
+        }
+    }
+
+    /// Products bought together with the order's, topped up with the shop's own picks.
+    async fn recommendations(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        tenant: &Tenant,
+        order: &Order,
+    ) -> anyhow::Result<Vec<serde_json::Value>> {
+        let want = tenant.cross_sell.count;
+        let mut out = journey::bought_together(tx, tenant.id.as_str(), order, want).await?;
+        let ordered: Vec<&str> = order.lines.iter().map(|l| l.title.as_str()).collect();
+        for pick in &tenant.cross_sell.picks {
+            if out.len() >= want {
+                break;
+            }
+            let shown = out.iter().any(|p| p["title"] == pick.title.as_str());
+            if !shown && !ordered.contains(&pick.title.as_str()) {
+                out.push(context::product_json(pick));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Evaluates a flow or step condition; one that cannot be evaluated counts as false.
+fn condition(cond: &Condition, vars: &serde_json::Value, flow: &str) -> bool {
+    match context::holds(cond, vars) {
+        Ok(v) => v,
+        Err(e) => {
+            metrics::counter!("scheduler_condition_errors_total", "flow" => flow.to_owned()).increment(1);
+            tracing::warn!(flow, error = %e, "condition could not be evaluated; treated as false");
+            false
         }
     }
 }

@@ -9,7 +9,10 @@
 //! - timers live in the database, are compared with the injected clock, and are claimed
 //!   with `FOR UPDATE SKIP LOCKED`, so each fires once across replicas and restarts.
 
+mod context;
 mod flow;
+mod journey;
+pub mod shipments;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,8 +35,23 @@ pub use flow::{StepAction, next_action};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// The event types that can start a flow.
-pub const TRIGGERS: &[EventKind] = &[EventKind::OrderPlaced];
+/// The event types the scheduler consumes: they feed its journey tables (orders, customers,
+/// parcels), start flows and reach flow goals. Email lifecycle events are not among them.
+pub const CONSUMED: &[EventKind] = &[
+    EventKind::OrderPlaced,
+    EventKind::OrderPaid,
+    EventKind::OrderCancelled,
+    EventKind::OrderFulfilled,
+    EventKind::FulfillmentCreated,
+    EventKind::FulfillmentUpdated,
+    EventKind::FulfillmentStatusUpdated,
+    EventKind::ShipmentUpdated,
+    EventKind::ShipmentProgressed,
+    EventKind::ShipmentStalled,
+    EventKind::CheckoutUpdated,
+    EventKind::CustomerCreated,
+    EventKind::CustomerUpdated,
+];
 
 /// Unknown top-level sections are ignored (one environment can serve every service);
 /// unknown keys inside a section are errors.
@@ -99,7 +117,7 @@ impl Application {
         let mut sup = Supervisor::new("scheduler");
         let stop = sup.stop_token();
         let drain = self.settings.shutdown.drain_timeout;
-        for kind in TRIGGERS {
+        for kind in CONSUMED {
             let spec = ConsumerSpec::new("scheduler", Feed::Events(*kind), self.settings.concurrency);
             let (bus, engine, stop) = (self.engine.bus.clone(), self.engine.clone(), stop.clone());
             sup.spawn(spec.durable_name(), async move { bus.run_consumer::<Envelope, _>(spec, engine, stop, drain).await });
@@ -120,6 +138,6 @@ impl Application {
 
 impl Handler<Envelope> for flow::Engine {
     async fn handle(&self, d: Delivery<Envelope>) -> Result<(), HandleError> {
-        self.start_runs(&d.body).await
+        self.handle_event(&d.body).await
     }
 }
