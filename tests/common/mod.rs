@@ -6,10 +6,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bus::{Bus, BusSettings};
 use kit::db::DbSettings;
+use kit::Clock;
 use kit::settings::HttpSettings;
 use secrecy::SecretString;
 use sqlx::PgPool;
@@ -58,6 +60,13 @@ impl Running {
         self.task.await?
     }
 
+    /// Abrupt, in place: the task is dropped wherever it is, like SIGKILL; the field can
+    /// then be replaced by a new instance.
+    pub async fn abort(&mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+
     /// Abrupt: the task is dropped wherever it is, like SIGKILL.
     pub async fn kill(self) {
         self.task.abort();
@@ -82,10 +91,26 @@ pub struct Stack {
     pub scheduler: Running,
     pub renderer: Running,
     pub sender: Option<Running>,
+    /// The scheduler's clock: the system's, or one the test moves by hand.
+    pub clock: Arc<dyn Clock>,
 }
 
 pub fn http() -> HttpSettings {
     HttpSettings::on("127.0.0.1:0")
+}
+
+async fn start_scheduler(bus: &BusSettings, db_url: &str, clock: Arc<dyn Clock>) -> Running {
+    let s = scheduler::Settings {
+        http: http(),
+        nats: bus.clone(),
+        database: DbSettings::new(db_url.to_owned()),
+        tenants_dir: tenants_dir(),
+        timer_poll_interval: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let app = scheduler::Application::build_with_clock(s, clock).await.expect("scheduler");
+    let addr = app.local_addr();
+    Running::spawn(addr, |rx| app.run_until_stopped(until(rx)))
 }
 
 impl Stack {
@@ -98,6 +123,18 @@ impl Stack {
     }
 
     pub async fn start_without_sender() -> Self {
+        Self::start_without_sender_with_clock(kit::clock::system()).await
+    }
+
+    /// Everything, with the scheduler reading `clock` (time-travel scenarios).
+    pub async fn start_with_clock(clock: Arc<dyn Clock>) -> Self {
+        let mut stack = Self::start_without_sender_with_clock(clock).await;
+        let smtp = stack.smtp.addr();
+        stack.sender = Some(stack.start_sender(smtp).await);
+        stack
+    }
+
+    async fn start_without_sender_with_clock(clock: Arc<dyn Clock>) -> Self {
         testkit::init_test_tracing();
         let nats = NatsServer::start().await.expect("nats-server");
         let pg = Postgres::start().await.expect("postgres");
@@ -148,19 +185,7 @@ impl Stack {
             let addr = app.local_addr();
             Running::spawn(addr, |rx| app.run_until_stopped(until(rx)))
         };
-        let scheduler = {
-            let s = scheduler::Settings {
-                http: http(),
-                nats: bus_settings.clone(),
-                database: DbSettings::new(db_urls["scheduler"].clone()),
-                tenants_dir: tenants_dir(),
-                timer_poll_interval: Duration::from_millis(200),
-                ..Default::default()
-            };
-            let app = scheduler::Application::build(s).await.expect("scheduler");
-            let addr = app.local_addr();
-            Running::spawn(addr, |rx| app.run_until_stopped(until(rx)))
-        };
+        let scheduler = start_scheduler(&bus_settings, &db_urls["scheduler"], clock.clone()).await;
         let renderer = {
             let s = renderer::Settings {
                 http: http(),
@@ -176,7 +201,12 @@ impl Stack {
             let addr = app.local_addr();
             Running::spawn(addr, |rx| app.run_until_stopped(until(rx)))
         };
-        Self { nats, pg, smtp, bus, bus_settings, db_urls, ingest, tracker, segmenter, scheduler, renderer, sender: None }
+        Self { nats, pg, smtp, bus, bus_settings, db_urls, ingest, tracker, segmenter, scheduler, renderer, sender: None, clock }
+    }
+
+    /// Starts another scheduler on the same database and clock (after a stop or a kill).
+    pub async fn start_scheduler(&self) -> Running {
+        start_scheduler(&self.bus_settings, &self.db_urls["scheduler"], self.clock.clone()).await
     }
 
     /// Starts a sender delivering to `smtp`.

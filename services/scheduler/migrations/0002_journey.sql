@@ -91,3 +91,13 @@ create index shipments_unlinked on shipments (link_deadline) where order_id is n
 alter table flow_runs add column order_id text;
 alter table flow_runs add column email text;
 create index flow_runs_active_by_order on flow_runs (tenant, order_id) where state = 'active';
+
+-- Goal events seen per order, so a flow whose goal was already reached (say the order was
+-- cancelled) does not start for that order at all.
+create table goals_reached (
+    tenant   text        not null,
+    order_id text        not null,
+    kind     text        not null,
+    at       timestamptz not null,
+    primary key (tenant, order_id, kind)
+);

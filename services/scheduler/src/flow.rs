@@ -130,6 +130,16 @@ impl Engine {
         if flows.is_empty() || (order_id.is_none() && email.is_none()) {
             return Ok(0);
         }
+        if let Some(order_id) = order_id {
+            sqlx::query("insert into goals_reached (tenant, order_id, kind, at) values ($1, $2, $3, $4) on conflict do nothing")
+                .bind(tenant.id.as_str())
+                .bind(order_id)
+                .bind(kind.as_str())
+                .bind(now)
+                .execute(&mut **tx)
+                .await
+                .map_err(HandleError::transient)?;
+        }
         let rows = sqlx::query(
             "update flow_runs set state = 'exited', finished_at = $5
              where tenant = $1 and flow_id = any($2) and state = 'active'
@@ -179,10 +189,23 @@ impl Engine {
         let email = email.map(str::to_owned).or_else(|| order.and_then(|o| o.customer.email.as_ref().map(contracts::EmailAddress::key)));
         let facts = journey::customer(tx, tenant.id.as_str(), email.as_deref()).await.map_err(HandleError::transient)?;
         let vars = context::condition_vars(event, order, &facts);
+        let reached: Vec<String> = match order_id {
+            Some(id) => sqlx::query_scalar("select kind from goals_reached where tenant = $1 and order_id = $2")
+                .bind(tenant.id.as_str())
+                .bind(id)
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(HandleError::transient)?,
+            None => Vec::new(),
+        };
         let body = serde_json::to_value(event).map_err(HandleError::permanent)?;
         let trace = serde_json::to_value(telemetry::current_context_headers()).map_err(HandleError::permanent)?;
         let mut started = 0;
         for flow in flows {
+            if flow.exit_on.iter().any(|k| reached.iter().any(|r| r == k.as_str())) {
+                tracing::info!(flow = %flow.id, "goal already reached for this order; flow not started");
+                continue;
+            }
             if let Some(cond) = &flow.when
                 && !condition(cond, &vars, &flow.id)
             {
