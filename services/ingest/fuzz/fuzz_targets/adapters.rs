@@ -6,7 +6,7 @@
 
 #![no_main]
 
-use ingest::sources::{aftership, easypost, seventeen_track, shippo, shopify};
+use ingest::sources::{aftership, easypost, seventeen_track, shippo, shopify, woocommerce};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -15,6 +15,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = aftership::parse_untrusted(data);
     let _ = shippo::parse_untrusted(data);
     let _ = seventeen_track::parse_untrusted(data);
+    let _ = woocommerce::parse_untrusted(data);
+    for topic in ["order.created", "order.updated", "customer.created", "customer.updated"] {
+        let _ = woocommerce::parse_untrusted_topic(topic, data);
+    }
 
     // The input as a secret (EasyPost derives its key through NFKD) and as header values.
     let _ = easypost::sign(data, b"{}");
@@ -25,11 +29,13 @@ fuzz_target!(|data: &[u8]| {
             ("shippo-auth-signature", value),
             ("x-postflow-token", value),
             ("sign", value),
+            ("x-wc-webhook-signature", value),
         ];
         let secrets: [&[u8]; 2] = [b"secret", data];
         let _ = easypost::verify(&secrets, &headers, data);
         let _ = aftership::verify(&secrets, &headers, data);
         let _ = shippo::verify(&secrets, &headers, data);
         let _ = seventeen_track::verify(&secrets, &headers, data);
+        let _ = woocommerce::verify(&secrets, &headers, data);
     }
 });
