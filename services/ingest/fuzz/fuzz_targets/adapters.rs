@@ -11,6 +11,9 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = shopify::parse_untrusted(data);
+    for topic in shopify::TOPICS {
+        let _ = shopify::parse_untrusted_topic(topic, data);
+    }
     let _ = easypost::parse_untrusted(data);
     let _ = aftership::parse_untrusted(data);
     let _ = shippo::parse_untrusted(data);
