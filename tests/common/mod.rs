@@ -222,6 +222,7 @@ impl Stack {
                 ..Default::default()
             },
             claim_lease: Duration::from_secs(5),
+            tenants_dir: tenants_dir(),
             ..Default::default()
         };
         let app = sender::Application::build(s).await.expect("sender");

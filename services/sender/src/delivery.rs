@@ -1,32 +1,66 @@
-//! Exactly-once delivery: the send log, suppression, and the claim rule.
+//! Exactly-once delivery: the send log, suppression, the claim rule and the retry deadline.
 //!
-//! The rule. A message is claimed in the database (`state = 'sending'`) only after the
-//! SMTP server has accepted MAIL FROM, RCPT TO and DATA (it waits for the body), and
-//! before the body and its final dot are written. Then:
+//! The rule. A message is claimed in the database (`state = 'sending'`) at the last moment
+//! at which nothing has been handed over yet; the transport decides when that is:
+//! - SMTP: after the server has accepted MAIL FROM, RCPT TO and DATA (it waits for the
+//!   body), and before the body and its final dot are written;
+//! - HTTP providers: just before the request. One request hands the whole message over;
+//!   there is no "354" moment to wait for.
+//!
+//! Then:
 //! - a crash before the claim: nothing was sent (a server discards a transaction without
-//!   its final dot); the redelivered message is sent normally;
+//!   its final dot; an HTTP request not made sends nothing); the redelivered message is
+//!   sent normally;
 //! - a crash after the claim: the message may or may not have been accepted. A redelivery
 //!   that finds a claim younger than the claim lease waits (the first attempt may still be
 //!   running); one that finds an older claim marks it `indeterminate` and does NOT send
-//!   again. Postflow prefers a possibly-missed email to a possibly-duplicated one; the
-//!   window is the time it takes to write one message body, and every indeterminate
-//!   message is counted (`sender_indeterminate_total`) and kept for review;
+//!   again. Postflow prefers a possibly-missed email to a possibly-duplicated one, and
+//!   every indeterminate message is counted (`sender_indeterminate_total`) and kept for
+//!   review;
 //! - a crash after the outcome is recorded: the redelivery re-publishes the outcome event
 //!   (same event id, deduplicated on the bus) and acknowledges.
 //!
-//! A 4xx after the final dot means the server did not take the message: the claim is
-//! released and the message is retried with backoff.
+//! Why this is the safe choice over HTTP too. The window is one request's round trip
+//! (bounded by `providers.timeout`) rather than the time to write one body, and the same
+//! uncertainty arises without a crash: a request that went out and got no answer (a
+//! timeout, a reset connection) may have been accepted. None of the providers we use (SES
+//! `SendEmail`, Postmark `/email`, SendGrid `/v3/mail/send`, Mailgun `messages.mime`)
+//! documents an idempotency key for sends, so sending again could deliver twice; such a
+//! message keeps its claim and becomes `indeterminate` like a crash. What is certain is
+//! handled as such: no connection means nothing was sent (released, retried); a 429 or
+//! 5xx answer means the provider did not take it (released, retried); a 2xx is `sent` with
+//! the provider's message id as `response`. Our message id travels with every request
+//! (SES email tag, Postmark `Metadata`, SendGrid `custom_args`, Mailgun user variable), so
+//! the provider's webhooks and logs can be matched to the send log, and an indeterminate
+//! message can be looked up at the provider.
+//!
+//! A refusal that says the message was not taken (SMTP 4xx, even after the final dot; HTTP
+//! 429/5xx; an account problem) releases the claim and is retried. A permanent refusal
+//! (SMTP 5xx, a provider's rejection) is a permanent bounce and suppresses the address.
+//!
+//! The deadline. Temporary failures are retried on the sender's own schedule (exponential
+//! backoff with jitter, returned to the bus as a deferral) rather than the bus's transient
+//! path, because the bus dead-letters after `max_attempts` (about an hour with the default
+//! backoff) and a provider outage of a few hours must not dead-letter order confirmations.
+//! The time of the first attempt is kept in `retries`; a temporary failure past
+//! `retry_deadline` gives the message up: state `expired`, `email.bounced` with
+//! `permanent = false` and the last error, no suppression (the address did nothing wrong),
+//! and the message is acknowledged, not dead-lettered.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bus::{Bus, Delivery, HandleError, Handler};
 use contracts::{EmailBounced, EmailSent, Envelope, Event, Lane, OutboundMessage, Source};
 use kit::Clock;
 use sqlx::{PgPool, Row};
+use time::OffsetDateTime;
 
 use crate::mime;
-use crate::smtp::{Pool, SmtpFailure};
+use crate::retry::{Next, RetryPolicy};
+use crate::routes::Routes;
+use crate::transport::{Accepted, BoxFuture, Claim, Failure, Outgoing};
 
 pub struct Deliverer {
     /// One pool per lane: marketing work can never hold every database connection a
@@ -34,10 +68,10 @@ pub struct Deliverer {
     pub(crate) pool_tx: PgPool,
     pub(crate) pool_mkt: PgPool,
     pub(crate) bus: Bus,
-    pub(crate) smtp_tx: Pool,
-    pub(crate) smtp_mkt: Pool,
+    pub(crate) routes: Routes,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) claim_lease: Duration,
+    pub(crate) retry: RetryPolicy,
 }
 
 enum Prior {
@@ -51,13 +85,6 @@ impl Deliverer {
         match lane {
             Lane::Transactional => &self.pool_tx,
             Lane::Marketing => &self.pool_mkt,
-        }
-    }
-
-    fn smtp(&self, lane: Lane) -> &Pool {
-        match lane {
-            Lane::Transactional => &self.smtp_tx,
-            Lane::Marketing => &self.smtp_mkt,
         }
     }
 
@@ -169,12 +196,13 @@ impl Deliverer {
                     response: response.to_owned(),
                 }),
             ),
-            "bounced" => (
+            // `expired`: given up at the retry deadline; the address may well be fine.
+            "bounced" | "expired" => (
                 format!("email.bounced:{}", msg.message_id),
                 Event::EmailBounced(EmailBounced {
                     message_id: msg.message_id.clone(),
                     recipient: msg.to.email.clone(),
-                    permanent: true,
+                    permanent: state == "bounced",
                     reason: response.to_owned(),
                 }),
             ),
@@ -187,6 +215,11 @@ impl Deliverer {
     }
 
     async fn deliver(&self, msg: &OutboundMessage) -> Result<(), HandleError> {
+        let started = self.clock.now();
+        let route = self
+            .routes
+            .get(&msg.tenant)
+            .ok_or_else(|| HandleError::permanent(anyhow::anyhow!("unknown tenant {}: not in the tenants directory", msg.tenant)))?;
         match self.prior(msg).await? {
             Prior::Done { state, response } => {
                 tracing::info!(state = %state, "already delivered; not sending again");
@@ -208,50 +241,80 @@ impl Deliverer {
             self.claim(msg, "suppressed", Some(&reason)).await?;
             return Ok(());
         }
-        let body = mime::build(msg).map_err(HandleError::permanent)?;
+        let mut body = mime::build(msg).map_err(HandleError::permanent)?;
+        if let Some(signer) = &route.dkim {
+            body = signer.sign(&body, self.clock.now()).map_err(|e| HandleError::permanent(anyhow::anyhow!("dkim signing: {e}")))?;
+        }
         let from = mime::address(&msg.from.email).map_err(HandleError::permanent)?;
         let to = mime::address(&msg.to.email).map_err(HandleError::permanent)?;
 
-        let smtp = self.smtp(msg.lane);
-        let mut conn = smtp.get().await.map_err(HandleError::transient)?;
-        let mut began = conn.begin(&from, &to).await;
-        if matches!(began, Err(SmtpFailure::Broken(_))) && !conn.is_fresh() {
-            // An idle pooled connection the server had closed: one fresh try.
-            drop(conn);
-            conn = smtp.get().await.map_err(HandleError::transient)?;
-            began = conn.begin(&from, &to).await;
-        }
-        match began {
-            Ok(()) => {}
-            Err(SmtpFailure::Permanent(reason)) => return self.bounce(msg, &reason).await,
-            Err(e) => return Err(HandleError::transient(e)),
-        }
-        if !self.claim(msg, "sending", None).await? {
-            // Another attempt claimed it between our check and now.
-            conn.reset().await;
-            return Err(HandleError::Defer(Duration::from_secs(1)));
-        }
-        match conn.finish(&body).await {
-            Ok(response) => {
-                drop(conn);
+        let gate = Gate { deliverer: self, msg, claimed: AtomicBool::new(false), refused: Mutex::new(None) };
+        let out = Outgoing { msg, mime: &body, from: &from, to: &to };
+        let result = route.transport.send(&out, &gate).await;
+        let claimed = gate.claimed.load(Ordering::SeqCst);
+        match result {
+            Ok(Accepted { response }) => {
                 self.finish(msg, "sent", &response).await?;
                 metrics::counter!("sender_messages_total", "lane" => msg.lane.token(), "outcome" => "sent").increment(1);
-                tracing::info!(response = %response, "sent");
+                tracing::info!(response = %response, transport = route.transport.name(), "sent");
                 self.announce(msg, "sent", &response).await
             }
-            Err(SmtpFailure::Permanent(reason)) => {
+            Err(Failure::Permanent(reason)) if claimed => {
                 self.finish(msg, "bounced", &reason).await?;
                 self.after_bounce(msg, &reason).await
             }
-            Err(SmtpFailure::Transient(reason)) => {
-                self.release(msg).await?;
-                Err(HandleError::transient(anyhow::anyhow!(reason)))
+            Err(Failure::Permanent(reason)) => self.bounce(msg, &reason).await,
+            Err(Failure::Temporary(reason)) => {
+                if claimed {
+                    self.release(msg).await?;
+                }
+                self.temporary(msg, started, &reason).await
             }
-            Err(SmtpFailure::Broken(reason)) => {
-                // We cannot know whether the server took it; the claim stays, and the
-                // redelivery after the lease marks it indeterminate.
-                conn.discard();
-                Err(HandleError::transient(anyhow::anyhow!("{reason}; outcome unknown")))
+            // We cannot know whether it was taken; the claim stays, and the redelivery after
+            // the lease marks it indeterminate.
+            Err(Failure::Unknown(reason)) if claimed => Err(HandleError::transient(anyhow::anyhow!("{reason}; outcome unknown"))),
+            Err(Failure::Unknown(reason)) => self.temporary(msg, started, &reason).await,
+            Err(Failure::Invalid(reason)) => {
+                if claimed {
+                    self.release(msg).await?;
+                }
+                Err(HandleError::permanent(anyhow::anyhow!(reason)))
+            }
+            Err(Failure::NotClaimed) => Err(gate.refusal()),
+        }
+    }
+
+    /// A temporary failure: retry later, or give up once past the deadline.
+    async fn temporary(&self, msg: &OutboundMessage, started: OffsetDateTime, reason: &str) -> Result<(), HandleError> {
+        let (first_attempt, failures): (OffsetDateTime, i32) = sqlx::query_as(
+            "insert into retries (tenant, message_id, first_attempt_at, failures, last_error, updated_at)
+             values ($1, $2, $3, 1, $4, $5)
+             on conflict (tenant, message_id) do update
+                set failures = retries.failures + 1, last_error = excluded.last_error, updated_at = excluded.updated_at
+             returning first_attempt_at, failures",
+        )
+        .bind(msg.tenant.as_str())
+        .bind(msg.message_id.as_str())
+        .bind(started)
+        .bind(reason)
+        .bind(self.clock.now())
+        .fetch_one(self.db(msg.lane))
+        .await
+        .map_err(HandleError::transient)?;
+        let failures = u32::try_from(failures).unwrap_or(u32::MAX);
+        match self.retry.next(first_attempt, self.clock.now(), failures, fastrand::f64(), reason) {
+            Next::Retry(delay) => {
+                tracing::warn!(error = %reason, failures, retry_in_ms = delay.as_millis() as u64, "temporary failure; will retry");
+                metrics::counter!("sender_retries_total", "lane" => msg.lane.token()).increment(1);
+                Err(HandleError::Defer(delay))
+            }
+            Next::GiveUp(why) => {
+                if !self.claim(msg, "expired", Some(&why)).await? {
+                    return Err(HandleError::Defer(Duration::from_secs(1)));
+                }
+                tracing::warn!(reason = %why, "retry deadline passed; giving up");
+                metrics::counter!("sender_messages_total", "lane" => msg.lane.token(), "outcome" => "expired").increment(1);
+                self.announce(msg, "expired", &why).await
             }
         }
     }
@@ -276,6 +339,39 @@ impl Handler<OutboundMessage> for Deliverer {
         let msg = d.body;
         let span = tracing::info_span!("deliver", tenant = %msg.tenant, message_id = %msg.message_id, lane = msg.lane.token());
         tracing::Instrument::instrument(self.deliver(&msg), span).await
+    }
+}
+
+/// The claim as a transport sees it: remembers whether it was taken, and why not.
+struct Gate<'a> {
+    deliverer: &'a Deliverer,
+    msg: &'a OutboundMessage,
+    claimed: AtomicBool,
+    refused: Mutex<Option<HandleError>>,
+}
+
+impl Gate<'_> {
+    /// What to tell the bus when the claim was refused.
+    fn refusal(&self) -> HandleError {
+        self.refused.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or(HandleError::Defer(Duration::from_secs(1)))
+    }
+}
+
+impl Claim for Gate<'_> {
+    fn claim(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async move {
+            let refused = match self.deliverer.claim(self.msg, "sending", None).await {
+                Ok(true) => {
+                    self.claimed.store(true, Ordering::SeqCst);
+                    return true;
+                }
+                // Another attempt claimed it between our check and now.
+                Ok(false) => HandleError::Defer(Duration::from_secs(1)),
+                Err(e) => e,
+            };
+            *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(refused);
+            false
+        })
     }
 }
 

@@ -1,13 +1,19 @@
-//! Sender: delivers each outbound message exactly once over SMTP, keeps the send log and
-//! the suppression list in its own database, and publishes `email.sent` / `email.bounced`.
-//! Transactional and marketing messages have separate consumers and separate SMTP
-//! connections, so a campaign never delays an order confirmation.
+//! Sender: delivers each outbound message exactly once — over the SMTP relay or the
+//! tenant's provider API (SES, Postmark, SendGrid, Mailgun), DKIM-signed per tenant — keeps
+//! the send log and the suppression list in its own database, and publishes `email.sent` /
+//! `email.bounced`. Transactional and marketing messages have separate consumers and
+//! separate connections, so a campaign never delays an order confirmation.
 
 mod delivery;
+pub mod dkim;
 mod mime;
+mod retry;
+mod routes;
 pub mod smtp;
+pub mod transport;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,10 +25,12 @@ use kit::settings::{HttpSettings, ShutdownSettings};
 use kit::{Clock, Supervisor};
 use serde::Deserialize;
 use telemetry::TelemetrySettings;
+use tenancy::Tenants;
 use tokio::net::TcpListener;
 
 pub use delivery::Deliverer;
 pub use smtp::SmtpSettings;
+pub use transport::ProviderSettings;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -34,14 +42,24 @@ pub struct Settings {
     pub http: HttpSettings,
     pub nats: BusSettings,
     pub database: DbSettings,
+    /// The relay for tenants whose `delivery.provider` is `smtp` (the default).
     pub smtp: SmtpSettings,
+    /// `[providers]`: the HTTP APIs of tenants with a provider account.
+    pub providers: ProviderSettings,
+    /// The tenants directory (the one the renderer reads): each tenant's provider and DKIM key.
+    pub tenants_dir: PathBuf,
     /// Messages in flight per lane (bounded further by the lane's SMTP connections).
     pub transactional_concurrency: usize,
     pub marketing_concurrency: usize,
     /// How long a claim without an outcome is assumed to be a live attempt. Must exceed
-    /// the longest SMTP exchange (connect + commands + body).
+    /// the longest exchange: SMTP (connect + commands + body) or one provider request.
     #[serde(deserialize_with = "kit::settings::secs")]
     pub claim_lease: Duration,
+    /// Temporary failures are retried (exponential backoff with jitter, from the `[nats]`
+    /// backoff settings) until this long after the first attempt; then the message is
+    /// given up as a non-permanent bounce.
+    #[serde(deserialize_with = "kit::settings::secs")]
+    pub retry_deadline: Duration,
 
     pub shutdown: ShutdownSettings,
     pub telemetry: TelemetrySettings,
@@ -54,9 +72,12 @@ impl Default for Settings {
             nats: BusSettings::default(),
             database: DbSettings::new("postgres://postgres@127.0.0.1:5432/sender"),
             smtp: SmtpSettings::default(),
+            providers: ProviderSettings::default(),
+            tenants_dir: "tenants".into(),
             transactional_concurrency: 16,
             marketing_concurrency: 16,
             claim_lease: Duration::from_secs(300),
+            retry_deadline: Duration::from_secs(24 * 3600),
             shutdown: ShutdownSettings::default(),
             telemetry: TelemetrySettings::default(),
         }
@@ -75,6 +96,20 @@ impl Application {
     }
 
     pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        // Tenant config and keys first: a bad one stops the start before anything connects.
+        let tenants = Tenants::load_dir(&settings.tenants_dir).map_err(|e| anyhow::anyhow!("tenant config is invalid:\n{e}"))?;
+        // The HTTP clients use the process's TLS provider; ring, as everywhere in Postflow
+        // (a no-op when main already installed it).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = transport::HttpClients::new(&settings.providers)?;
+        let smtp: Arc<dyn transport::Transport> = Arc::new(transport::SmtpTransport::new(&settings.smtp));
+        let routes = routes::Routes::build(&tenants, smtp, &http, &clock)?;
+        for (what, limit) in [("smtp.timeout", settings.smtp.timeout), ("providers.timeout", settings.providers.timeout)] {
+            if limit >= settings.claim_lease {
+                tracing::warn!(setting = what, "claim_lease should exceed {what}: a live attempt could be taken for a crashed one");
+            }
+        }
+
         let pool_tx = kit::db::connect(&settings.database, &MIGRATOR).await?;
         // Same database, migrated above; a pool of its own so the lanes never wait on
         // each other's connections.
@@ -82,15 +117,18 @@ impl Application {
         let bus = Bus::connect(&settings.nats, "sender").await?;
         bus.ensure_topology().await?;
         let listener = TcpListener::bind(settings.http.addr).await?;
-        let s = &settings.smtp;
         let deliverer = Arc::new(Deliverer {
             pool_tx,
             pool_mkt,
             bus,
-            smtp_tx: smtp::Pool::new(s.clone(), s.transactional_connections),
-            smtp_mkt: smtp::Pool::new(s.clone(), s.marketing_connections),
+            routes,
             clock,
             claim_lease: settings.claim_lease,
+            retry: retry::RetryPolicy {
+                base: settings.nats.backoff_base,
+                max: settings.nats.backoff_max,
+                deadline: settings.retry_deadline,
+            },
         });
         Ok(Self { listener, deliverer, settings })
     }

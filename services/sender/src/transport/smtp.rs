@@ -1,0 +1,77 @@
+//! The SMTP relay as a transport: the lane's connection pool, MAIL/RCPT/DATA, the claim
+//! after the server's 354, then the body and its final dot.
+
+use contracts::Lane;
+
+use super::{Accepted, BoxFuture, Claim, Failure, Outgoing, Transport};
+use crate::smtp::{Pool, SmtpFailure, SmtpSettings};
+
+/// The configured relay, with separate connections per lane.
+pub struct SmtpTransport {
+    tx: Pool,
+    mkt: Pool,
+}
+
+impl SmtpTransport {
+    pub fn new(settings: &SmtpSettings) -> Self {
+        Self {
+            tx: Pool::new(settings.clone(), settings.transactional_connections),
+            mkt: Pool::new(settings.clone(), settings.marketing_connections),
+        }
+    }
+
+    fn pool(&self, lane: Lane) -> &Pool {
+        match lane {
+            Lane::Transactional => &self.tx,
+            Lane::Marketing => &self.mkt,
+        }
+    }
+
+    async fn deliver(&self, out: &Outgoing<'_>, claim: &dyn Claim) -> Result<Accepted, Failure> {
+        let pool = self.pool(out.msg.lane);
+        let mut conn = pool.get().await.map_err(|e| Failure::Temporary(e.to_string()))?;
+        let mut began = conn.begin(out.from, out.to).await;
+        if matches!(began, Err(SmtpFailure::Broken(_))) && !conn.is_fresh() {
+            // An idle pooled connection the server had closed: one fresh try.
+            drop(conn);
+            conn = pool.get().await.map_err(|e| Failure::Temporary(e.to_string()))?;
+            began = conn.begin(out.from, out.to).await;
+        }
+        match began {
+            Ok(()) => {}
+            Err(SmtpFailure::Permanent(reason)) => return Err(Failure::Permanent(reason)),
+            // Nothing was handed over before DATA's 354: safe to try again.
+            Err(e) => return Err(Failure::Temporary(e.to_string())),
+        }
+        if !claim.claim().await {
+            // Another attempt claimed it between our check and now.
+            conn.reset().await;
+            return Err(Failure::NotClaimed);
+        }
+        match conn.finish(out.mime).await {
+            Ok(response) => Ok(Accepted { response }),
+            Err(SmtpFailure::Permanent(reason)) => Err(Failure::Permanent(reason)),
+            // A 4xx after the final dot: the server did not take it.
+            Err(SmtpFailure::Transient(reason)) => Err(Failure::Temporary(reason)),
+            Err(SmtpFailure::Broken(reason)) => {
+                // We cannot know whether the server took it.
+                conn.discard();
+                Err(Failure::Unknown(reason))
+            }
+        }
+    }
+}
+
+impl Transport for SmtpTransport {
+    fn name(&self) -> &'static str {
+        "smtp"
+    }
+
+    fn sends_our_mime(&self) -> bool {
+        true
+    }
+
+    fn send<'a>(&'a self, out: &'a Outgoing<'a>, claim: &'a dyn Claim) -> BoxFuture<'a, Result<Accepted, Failure>> {
+        Box::pin(self.deliver(out, claim))
+    }
+}
