@@ -1,0 +1,505 @@
+//! The feedback endpoint: `POST /v1/feedback/{tenant}/{provider}` with `provider` one of
+//! `ses`, `postmark`, `sendgrid`, `mailgun`. It verifies and parses with the pure modules
+//! and leaves configuration, IO and storage to a [`FeedbackBackend`] the service provides.
+//!
+//! Answers (providers retry on 5xx and give up on 4xx):
+//! - 200: verified; the feedback (possibly none) is recorded, or it was a replay of a
+//!   delivery already recorded, or an SNS subscription was confirmed;
+//! - 400: the body is not a payload of that provider;
+//! - 401: missing, wrong or stale signature or credentials, an SNS topic or certificate
+//!   URL we do not trust;
+//! - 404: unknown tenant or provider, or no webhook secret configured (indistinguishable);
+//! - 500: the tenant's configured key is unusable;
+//! - 503: the backend failed (certificate fetch, subscription confirmation, storage).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use contracts::TenantId;
+use time::OffsetDateTime;
+
+use super::ses::{self, SesConfig, SnsOutcome};
+use super::{Feedback, FeedbackError, Origin, mailgun, postmark, sendgrid};
+
+/// The route, for OpenAPI and tests.
+pub const PATH: &str = "/v1/feedback/{tenant}/{provider}";
+
+/// Largest request body accepted (SendGrid batches many events into one POST).
+pub const MAX_BODY: usize = 8 * 1024 * 1024;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One verified delivery, ready to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub provider: Origin,
+    /// A value unique to this delivery that a replay would repeat (the Mailgun token, the
+    /// SNS `MessageId`): store it with the tenant and refuse a second delivery with it.
+    pub replay_key: Option<String>,
+    /// May be empty (a delivery, open or click event): nothing to suppress.
+    pub feedback: Vec<Feedback>,
+}
+
+/// What [`FeedbackBackend::record`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Stored,
+    /// The replay key was seen before; nothing was stored.
+    Replay,
+}
+
+/// What the endpoint needs from the service.
+pub trait FeedbackBackend: Send + Sync + 'static {
+    /// The tenant's verification material for `provider`, from its `delivery.webhook_secret`:
+    /// the Mailgun signing key, the SendGrid verification key, the Postmark basic-auth
+    /// password, or for SES the SNS topic ARNs allowed to publish to this tenant
+    /// (separated by commas or whitespace). `None` if the tenant is unknown or has none.
+    fn webhook_secret(&self, tenant: &TenantId, provider: Origin) -> Option<String>;
+
+    /// Now, from the service's clock.
+    fn now(&self) -> OffsetDateTime;
+
+    /// The PEM certificate at an SNS `SigningCertURL`, already checked with
+    /// [`ses::signing_cert_url_is_trusted`]. Fetch it over HTTPS and cache it by URL.
+    fn sns_certificate<'a>(&'a self, url: &'a str) -> BoxFuture<'a, anyhow::Result<String>>;
+
+    /// GETs an SNS `SubscribeURL` (already checked with [`ses::subscribe_url_is_trusted`]).
+    fn confirm_sns_subscription<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        subscribe_url: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
+
+    /// Stores a verified delivery for the tenant (suppressions, `email.bounced`, …),
+    /// refusing a replayed `replay_key`.
+    fn record<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        received: Received,
+    ) -> BoxFuture<'a, anyhow::Result<Recorded>>;
+}
+
+/// The feedback routes, to merge into the service's router.
+pub fn router(backend: Arc<dyn FeedbackBackend>) -> Router {
+    Router::new()
+        .route(PATH, post(endpoint))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(backend)
+}
+
+async fn endpoint(
+    State(backend): State<Arc<dyn FeedbackBackend>>,
+    Path((tenant, provider)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, &'static str) {
+    let status = handle(backend.as_ref(), &tenant, &provider, &headers, &body).await;
+    let text = match status {
+        StatusCode::OK => "ok",
+        StatusCode::BAD_REQUEST => "invalid payload",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::NOT_FOUND => "not found",
+        StatusCode::SERVICE_UNAVAILABLE => "try again later",
+        _ => "error",
+    };
+    (status, text)
+}
+
+/// Verifies, parses and records one delivery; the status to answer.
+pub async fn handle(
+    backend: &dyn FeedbackBackend,
+    tenant: &str,
+    provider: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> StatusCode {
+    let (Ok(tenant), Some(origin)) = (TenantId::parse(tenant), Origin::from_segment(provider))
+    else {
+        return StatusCode::NOT_FOUND;
+    };
+    let Some(secret) = backend
+        .webhook_secret(&tenant, origin)
+        .filter(|s| !s.trim().is_empty())
+    else {
+        return StatusCode::NOT_FOUND;
+    };
+    let now = backend.now();
+    let received = match origin {
+        Origin::Postmark => postmark::parse(headers, body, &secret, now).map(|feedback| Received {
+            provider: origin,
+            replay_key: None,
+            feedback,
+        }),
+        Origin::Sendgrid => sendgrid::parse(headers, body, &secret, now).map(|feedback| Received {
+            provider: origin,
+            replay_key: None,
+            feedback,
+        }),
+        Origin::Mailgun => mailgun::parse(body, &secret, now).map(|d| Received {
+            provider: origin,
+            replay_key: Some(d.token),
+            feedback: d.feedback,
+        }),
+        Origin::Ses => return handle_sns(backend, &tenant, headers, body, &secret, now).await,
+        Origin::Dsn => return StatusCode::NOT_FOUND,
+    };
+    match received {
+        Ok(received) => record(backend, &tenant, received).await,
+        Err(e) => refused(&tenant, origin, &e),
+    }
+}
+
+async fn handle_sns(
+    backend: &dyn FeedbackBackend,
+    tenant: &TenantId,
+    headers: &HeaderMap,
+    body: &[u8],
+    topics: &str,
+    now: OffsetDateTime,
+) -> StatusCode {
+    let envelope = match ses::envelope(body) {
+        Ok(e) => e,
+        Err(e) => return refused(tenant, Origin::Ses, &e),
+    };
+    if !ses::signing_cert_url_is_trusted(&envelope.signing_cert_url) {
+        let e = FeedbackError::UntrustedCertificate(
+            "signing certificate url is not an sns endpoint".to_owned(),
+        );
+        return refused(tenant, Origin::Ses, &e);
+    }
+    let pem = match backend.sns_certificate(&envelope.signing_cert_url).await {
+        Ok(pem) => pem,
+        Err(e) => {
+            tracing::warn!(tenant = %tenant, error = %format!("{e:#}"), "could not fetch the sns signing certificate");
+            return StatusCode::SERVICE_UNAVAILABLE;
+        }
+    };
+    let arns: Vec<&str> = topics
+        .split([',', ' ', '\n', '\t'])
+        .filter(|s| !s.is_empty())
+        .collect();
+    match ses::parse(headers, body, &pem, &SesConfig::new(&arns), now) {
+        Ok(SnsOutcome::Feedback {
+            sns_message_id,
+            feedback,
+        }) => {
+            let received = Received {
+                provider: Origin::Ses,
+                replay_key: Some(sns_message_id),
+                feedback,
+            };
+            record(backend, tenant, received).await
+        }
+        Ok(SnsOutcome::ConfirmSubscription {
+            topic_arn,
+            subscribe_url,
+        }) => {
+            match backend
+                .confirm_sns_subscription(tenant, &subscribe_url)
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(tenant = %tenant, topic = %topic_arn, "confirmed the sns subscription");
+                    StatusCode::OK
+                }
+                Err(e) => {
+                    tracing::warn!(tenant = %tenant, topic = %topic_arn, error = %format!("{e:#}"), "could not confirm the sns subscription");
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            }
+        }
+        Ok(SnsOutcome::Unsubscribed { topic_arn }) => {
+            tracing::warn!(tenant = %tenant, topic = %topic_arn, "the sns subscription was removed");
+            StatusCode::OK
+        }
+        Err(e) => refused(tenant, Origin::Ses, &e),
+    }
+}
+
+async fn record(
+    backend: &dyn FeedbackBackend,
+    tenant: &TenantId,
+    received: Received,
+) -> StatusCode {
+    let provider = received.provider;
+    let kinds: Vec<&'static str> = received.feedback.iter().map(|f| f.kind.as_str()).collect();
+    match backend.record(tenant, received).await {
+        Ok(Recorded::Stored) => {
+            for kind in kinds {
+                metrics::counter!("sender_feedback_total", "provider" => provider.as_str(), "kind" => kind).increment(1);
+            }
+            StatusCode::OK
+        }
+        Ok(Recorded::Replay) => {
+            tracing::info!(tenant = %tenant, provider = %provider, "ignored a replayed feedback delivery");
+            StatusCode::OK
+        }
+        Err(e) => {
+            tracing::warn!(tenant = %tenant, provider = %provider, error = %format!("{e:#}"), "could not record feedback");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    }
+}
+
+fn refused(tenant: &TenantId, provider: Origin, e: &FeedbackError) -> StatusCode {
+    let status = status_for(e);
+    metrics::counter!("sender_feedback_refused_total", "provider" => provider.as_str(), "status" => status.as_str().to_owned())
+        .increment(1);
+    tracing::warn!(tenant = %tenant, provider = %provider, error = %e, "refused a feedback delivery");
+    status
+}
+
+/// The answer for a refused delivery.
+pub fn status_for(e: &FeedbackError) -> StatusCode {
+    match e {
+        FeedbackError::NotConfigured => StatusCode::NOT_FOUND,
+        FeedbackError::BadKey(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        FeedbackError::MissingSignature
+        | FeedbackError::BadSignature
+        | FeedbackError::MissingHeader(_)
+        | FeedbackError::Stale
+        | FeedbackError::UntrustedCertificate(_)
+        | FeedbackError::TopicNotAllowed => StatusCode::UNAUTHORIZED,
+        FeedbackError::MalformedJson(_) | FeedbackError::Invalid(_) => StatusCode::BAD_REQUEST,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::feedback::FeedbackKind;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use time::macros::datetime;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    const NOW: OffsetDateTime = datetime!(2019-11-05 17:00 UTC);
+
+    #[derive(Default)]
+    struct Fake {
+        recorded: Mutex<Vec<(TenantId, Received)>>,
+        fail_record: bool,
+    }
+
+    impl FeedbackBackend for Fake {
+        fn webhook_secret(&self, tenant: &TenantId, provider: Origin) -> Option<String> {
+            match (tenant.to_string().as_str(), provider) {
+                ("shop", Origin::Postmark) => Some("s3cret".to_owned()),
+                ("shop", Origin::Mailgun) => Some("key-1".to_owned()),
+                ("shop", Origin::Ses) => {
+                    Some("arn:aws:sns:us-east-1:123456789012:ses-feedback".to_owned())
+                }
+                _ => None,
+            }
+        }
+
+        fn now(&self) -> OffsetDateTime {
+            NOW
+        }
+
+        fn sns_certificate<'a>(&'a self, _url: &'a str) -> BoxFuture<'a, anyhow::Result<String>> {
+            Box::pin(async { Err(anyhow::anyhow!("no network in tests")) })
+        }
+
+        fn confirm_sns_subscription<'a>(
+            &'a self,
+            _: &'a TenantId,
+            _: &'a str,
+        ) -> BoxFuture<'a, anyhow::Result<()>> {
+            Box::pin(async { Ok(()) })
+        }
+
+        fn record<'a>(
+            &'a self,
+            tenant: &'a TenantId,
+            received: Received,
+        ) -> BoxFuture<'a, anyhow::Result<Recorded>> {
+            Box::pin(async move {
+                if self.fail_record {
+                    anyhow::bail!("database down");
+                }
+                let mut recorded = self.recorded.lock().unwrap();
+                let replay = received.replay_key.is_some()
+                    && recorded
+                        .iter()
+                        .any(|(t, r)| t == tenant && r.replay_key == received.replay_key);
+                if replay {
+                    return Ok(Recorded::Replay);
+                }
+                recorded.push((tenant.clone(), received));
+                Ok(Recorded::Stored)
+            })
+        }
+    }
+
+    const BOUNCE: &str = r#"{"RecordType":"Bounce","ID":7,"Type":"HardBounce","Email":"john@example.com","BouncedAt":"2019-11-05T16:33:54Z","Details":"550 5.1.1 unknown"}"#;
+
+    fn basic(password: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            format!("Basic {}", STANDARD.encode(format!("postmark:{password}")))
+                .parse()
+                .unwrap(),
+        );
+        h
+    }
+
+    #[tokio::test]
+    async fn postmark_bounce_is_recorded() {
+        let fake = Fake::default();
+        assert_eq!(
+            handle(
+                &fake,
+                "shop",
+                "postmark",
+                &basic("s3cret"),
+                BOUNCE.as_bytes()
+            )
+            .await,
+            StatusCode::OK
+        );
+        let recorded = fake.recorded.lock().unwrap();
+        assert_eq!(recorded.len(), 1);
+        let (tenant, r) = &recorded[0];
+        assert_eq!(tenant.to_string(), "shop");
+        assert_eq!(r.provider, Origin::Postmark);
+        assert_eq!(r.feedback[0].kind, FeedbackKind::HardBounce);
+        assert_eq!(r.feedback[0].recipient.as_str(), "john@example.com");
+    }
+
+    #[tokio::test]
+    async fn refusals_map_to_statuses() {
+        let fake = Fake::default();
+        let b = BOUNCE.as_bytes();
+        assert_eq!(
+            handle(&fake, "shop", "postmark", &basic("wrong"), b).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            handle(&fake, "shop", "postmark", &HeaderMap::new(), b).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            handle(&fake, "shop", "postmark", &basic("s3cret"), b"{").await,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            handle(&fake, "other", "postmark", &basic("s3cret"), b).await,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            handle(&fake, "shop", "sendgrid", &basic("s3cret"), b).await,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            handle(&fake, "shop", "dsn", &basic("s3cret"), b).await,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            handle(&fake, "Not A Tenant", "postmark", &basic("s3cret"), b).await,
+            StatusCode::NOT_FOUND
+        );
+        assert!(fake.recorded.lock().unwrap().is_empty());
+
+        let failing = Fake {
+            fail_record: true,
+            ..Fake::default()
+        };
+        assert_eq!(
+            handle(&failing, "shop", "postmark", &basic("s3cret"), b).await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[tokio::test]
+    async fn mailgun_replays_are_accepted_but_recorded_once() {
+        let fake = Fake::default();
+        let (ts, token) = ("1572973200", "one-time-token");
+        let tag = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"key-1"),
+            format!("{ts}{token}").as_bytes(),
+        );
+        let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let body = serde_json::json!({
+            "signature": {"timestamp": ts, "token": token, "signature": hex},
+            "event-data": {"event": "complained", "recipient": "a@example.com", "timestamp": 1572973100.0}
+        })
+        .to_string();
+        for _ in 0..2 {
+            assert_eq!(
+                handle(&fake, "shop", "mailgun", &HeaderMap::new(), body.as_bytes()).await,
+                StatusCode::OK
+            );
+        }
+        let recorded = fake.recorded.lock().unwrap();
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(recorded[0].1.replay_key.as_deref(), Some(token));
+    }
+
+    #[tokio::test]
+    async fn sns_needs_a_trusted_cert_url_and_a_reachable_cert() {
+        let fake = Fake::default();
+        let envelope = |url: &str| {
+            serde_json::json!({
+                "Type": "Notification", "MessageId": "1", "TopicArn": "arn:aws:sns:us-east-1:123456789012:ses-feedback",
+                "Message": "{}", "Timestamp": "2019-11-05T17:00:00Z", "SignatureVersion": "2", "Signature": "AAAA",
+                "SigningCertURL": url
+            })
+            .to_string()
+        };
+        let h = HeaderMap::new();
+        let off_sns = envelope("https://attacker.example/x.pem");
+        assert_eq!(
+            handle(&fake, "shop", "ses", &h, off_sns.as_bytes()).await,
+            StatusCode::UNAUTHORIZED
+        );
+        let on_sns =
+            envelope("https://sns.us-east-1.amazonaws.com/SimpleNotificationService-1.pem");
+        assert_eq!(
+            handle(&fake, "shop", "ses", &h, on_sns.as_bytes()).await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            handle(&fake, "shop", "ses", &h, b"not json").await,
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[tokio::test]
+    async fn the_router_serves_the_path() {
+        let fake = Arc::new(Fake::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(fake.clone());
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let auth = STANDARD.encode("postmark:s3cret");
+        let request = format!(
+            "POST /v1/feedback/shop/postmark HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BOUNCE}",
+            BOUNCE.len()
+        );
+        let exchange = async {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await.unwrap();
+            response
+        };
+        let response = tokio::time::timeout(std::time::Duration::from_secs(10), exchange)
+            .await
+            .unwrap();
+        server.abort();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.ends_with("ok"), "{response}");
+        assert_eq!(fake.recorded.lock().unwrap().len(), 1);
+    }
+}
