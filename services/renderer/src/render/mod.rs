@@ -13,14 +13,27 @@
 //!   Children `{% extends "layout" %}` and fill `subject`, `preview`, `content`
 //!   (and optionally `footer`).
 //! - `partials/footer`: sender name, physical address, privacy and unsubscribe links.
-//! - `order_confirmation`: sent for `order.placed`.
+//! - `partials/order`, `partials/product`, `partials/offer`, `partials/shipment`:
+//!   macros for order lines, totals, addresses, product blocks, coupon and offer blocks,
+//!   tracking details and history; tenant templates import them too.
+//! - the post-purchase journey the built-in flows send: `order_confirmation`
+//!   (`order.placed`), `shipping_confirmation` (`fulfillment.created`),
+//!   `shipment_update` and `delivered` (`shipment.progressed`), `review_request` (after
+//!   delivery), `shipment_stalled` (`shipment.stalled`), `order_cancelled`
+//!   (`order.cancelled`). Their sample data is in `samples/<template>.json`.
+//!
+//! Built-in texts come from the message catalogue ([`i18n`]) through `t("key")`, in the
+//! language of `brand.locale`; numbers, money and dates are written for that locale
+//! ([`format`]). Right-to-left is the layout's one switch on `brand.direction`.
 //!
 //! Click tracking and the open pixel are applied afterwards by the caller with
 //! [`links::rewrite_links`] and [`links::insert_pixel`]; the caller then
 //! recomputes the text part from the final HTML.
 
 mod filters;
+pub mod format;
 mod html;
+pub mod i18n;
 pub mod links;
 pub mod text;
 
@@ -38,9 +51,57 @@ const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/partials/footer.mjml"),
     ),
     (
+        "partials/order",
+        include_str!("../../templates/partials/order.mjml"),
+    ),
+    (
+        "partials/product",
+        include_str!("../../templates/partials/product.mjml"),
+    ),
+    (
+        "partials/offer",
+        include_str!("../../templates/partials/offer.mjml"),
+    ),
+    (
+        "partials/shipment",
+        include_str!("../../templates/partials/shipment.mjml"),
+    ),
+    (
         "order_confirmation",
         include_str!("../../templates/order_confirmation.mjml"),
     ),
+    (
+        "shipping_confirmation",
+        include_str!("../../templates/shipping_confirmation.mjml"),
+    ),
+    (
+        "shipment_update",
+        include_str!("../../templates/shipment_update.mjml"),
+    ),
+    ("delivered", include_str!("../../templates/delivered.mjml")),
+    (
+        "review_request",
+        include_str!("../../templates/review_request.mjml"),
+    ),
+    (
+        "shipment_stalled",
+        include_str!("../../templates/shipment_stalled.mjml"),
+    ),
+    (
+        "order_cancelled",
+        include_str!("../../templates/order_cancelled.mjml"),
+    ),
+];
+
+/// Names of the built-in templates that are emails (not the layout or partials).
+pub const BUILTIN_EMAILS: &[&str] = &[
+    "order_confirmation",
+    "shipping_confirmation",
+    "shipment_update",
+    "delivered",
+    "review_request",
+    "shipment_stalled",
+    "order_cancelled",
 ];
 
 /// Why a template could not be compiled or rendered.
@@ -294,3 +355,7 @@ fn clean_inline(s: &str) -> String {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod journey_tests;

@@ -94,7 +94,24 @@ const MINIMAL: &str = r#"<mjml><mj-head><mj-title>{{ subject }}</mj-title></mj-h
 #[test]
 fn builtin_templates_are_listed() {
     let names: Vec<_> = defaults().names().map(str::to_owned).collect();
-    assert_eq!(names, ["layout", "order_confirmation", "partials/footer"]);
+    assert_eq!(
+        names,
+        [
+            "delivered",
+            "layout",
+            "order_cancelled",
+            "order_confirmation",
+            "partials/footer",
+            "partials/offer",
+            "partials/order",
+            "partials/product",
+            "partials/shipment",
+            "review_request",
+            "shipment_stalled",
+            "shipment_update",
+            "shipping_confirmation",
+        ]
+    );
 }
 
 #[test]
@@ -121,7 +138,8 @@ fn order_confirmation_renders_subject_lines_totals_and_text() {
         "-$12.00",
         "$404.95",
         "Hi Ana,",
-        "2025-03-01",
+        // The placed_at date, written for the locale (was ISO before localisation).
+        "March 1, 2025",
         "12 Harbor Street",
         "Portland, OR 97201",
         "View your order",

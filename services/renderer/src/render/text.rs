@@ -107,12 +107,19 @@ impl Writer {
                     self.out.push(' ');
                     last_space = true;
                 }
-            } else if !is_invisible(c) {
+            } else if !is_invisible(c) || (is_joiner(c) && self.out.ends_with(char::is_alphabetic))
+            {
                 self.out.push(c);
                 last_space = false;
             }
         }
     }
+}
+
+/// Zero-width (non-)joiners: part of the spelling after a letter (Persian
+/// `آماده‌سازی`), padding anywhere else.
+fn is_joiner(c: char) -> bool {
+    matches!(c, '\u{200c}' | '\u{200d}')
 }
 
 /// Zero-width and formatting characters used as preheader padding.
@@ -323,6 +330,15 @@ mod tests {
     fn drops_hidden_elements_like_the_preheader() {
         let html = r#"<body><div style="display:none;font-size:1px;">Preview text</div><div>Preview text and more</div><span hidden>h</span></body>"#;
         assert_eq!(html_to_text(html), "Preview text and more");
+    }
+
+    #[test]
+    fn keeps_joiners_inside_words_and_drops_padding() {
+        let html = "<p>\u{622}\u{645}\u{627}\u{62f}\u{647}\u{200c}\u{633}\u{627}\u{632}\u{6cc}</p><p>a &#847;&zwnj;&nbsp;&zwnj; b\u{200b}c</p>";
+        assert_eq!(
+            html_to_text(html),
+            "\u{622}\u{645}\u{627}\u{62f}\u{647}\u{200c}\u{633}\u{627}\u{632}\u{6cc}\n\na bc"
+        );
     }
 
     #[test]
