@@ -3,6 +3,15 @@
 //! the tracker with signed tokens, adds the open pixel and the RFC 8058 one-click
 //! unsubscribe headers, and derives the plain-text part. Stateless: templates come from
 //! the tenant config, compiled once at start.
+//!
+//! Lanes: marketing mail gets the full footer (unsubscribe link, physical address,
+//! privacy link). Transactional mail gets no unsubscribe link in its body — it is about
+//! the recipient's order, not a subscription — but keeps the sender's identity (name,
+//! physical address, privacy link). Both lanes keep the `List-Unsubscribe` and
+//! `List-Unsubscribe-Post` headers: mailbox providers expect them from bulk senders, an
+//! unsubscribe only ever suppresses the marketing lane (the sender's rule), and the
+//! end-to-end test asserts them on the order confirmation. Only marketing mail is
+//! `Precedence: bulk`.
 
 pub mod render;
 
@@ -137,6 +146,8 @@ impl Composer {
     }
 
     /// The template context: the request's data plus brand, sender, recipient and links.
+    /// `brand.locale` is the recipient's locale (else the tenant's) and picks the
+    /// language and number formats; `links.unsubscribe` is only set for marketing mail.
     fn context(&self, tenant: &Tenant, req: &RenderRequest, unsubscribe: &str) -> Value {
         let locale = req.locale.clone().unwrap_or_else(|| tenant.locale.clone());
         let direction = tenant.brand.direction.unwrap_or_else(|| Direction::for_locale(&locale));
@@ -155,6 +166,7 @@ impl Composer {
                 "font_family": tenant.brand.font_family,
                 "direction": direction.as_str(),
                 "locale": locale,
+                "native_digits": tenant.brand.native_digits,
             }),
         );
         ctx.insert(
@@ -166,7 +178,11 @@ impl Composer {
             }),
         );
         ctx.insert("recipient".into(), json!({ "name": req.to.name, "email": req.to.email }));
-        ctx.insert("links".into(), json!({ "unsubscribe": unsubscribe }));
+        let links = match req.lane {
+            Lane::Marketing => json!({ "unsubscribe": unsubscribe }),
+            Lane::Transactional => json!({}),
+        };
+        ctx.insert("links".into(), links);
         Value::Object(ctx)
     }
 
@@ -192,6 +208,7 @@ impl Composer {
             html = render::links::insert_pixel(&html, &self.url("o", &claims(Action::Open)));
         }
         let text = render::text::html_to_text(&html);
+        // Both lanes: see the module doc (an unsubscribe only suppresses marketing mail).
         let mut headers = vec![
             ("List-Unsubscribe".to_owned(), format!("<{unsubscribe}>")),
             ("List-Unsubscribe-Post".to_owned(), "List-Unsubscribe=One-Click".to_owned()),
@@ -279,6 +296,7 @@ impl Application {
 }
 
 /// Renders a template with the posted JSON as data, without tracking, for people to look at.
+/// The data may say `"locale": "fa"` and `"lane": "marketing"` (default transactional).
 async fn preview(
     State(composer): State<Arc<Composer>>,
     Path((tenant, template)): Path<(String, String)>,
@@ -294,7 +312,7 @@ async fn preview(
         spec: SPEC_VERSION,
         message_id: contracts::MessageId::derive(&["preview"]),
         tenant: t.id.clone(),
-        lane: Lane::Transactional,
+        lane: if data.get("lane").and_then(Value::as_str) == Some("marketing") { Lane::Marketing } else { Lane::Transactional },
         template: template.clone(),
         to: contracts::Mailbox { name: Some("Preview".into()), email: t.sender.from.email.clone() },
         locale: data.get("locale").and_then(Value::as_str).map(str::to_owned),
@@ -306,5 +324,141 @@ async fn preview(
         Ok(r) => axum::Json(json!({ "subject": r.subject, "preheader": r.preheader, "html": r.html, "text": r.text })).into_response(),
         Err(TemplateError::NotFound { .. }) => (StatusCode::NOT_FOUND, axum::Json(json!({"error": "unknown template"}))).into_response(),
         Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"error": e.to_string()}))).into_response(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use contracts::{Cause, EmailAddress, Mailbox, MessageId};
+    use tenancy::{Brand, CrossSell, Delivery, SenderIdentity, ShipmentSettings, Tracking};
+
+    use super::*;
+
+    fn tenant(locale: &str, native_digits: bool) -> Tenant {
+        Tenant {
+            id: TenantId::parse("northwind").unwrap(),
+            name: "Northwind Outfitters".into(),
+            locale: locale.into(),
+            sender: SenderIdentity {
+                from: Mailbox { name: None, email: EmailAddress::parse("orders@northwind.example").unwrap() },
+                reply_to: None,
+                physical_address: "100 Main Street\nPortland, OR 97201".into(),
+                privacy_url: Some("https://northwind.example/privacy".into()),
+            },
+            brand: Brand {
+                logo_url: Some("https://cdn.northwind.example/logo.png".into()),
+                primary_color: "#0f766e".into(),
+                text_color: "#1f2937".into(),
+                background_color: "#f3f4f6".into(),
+                font_family: "Helvetica, Arial, sans-serif".into(),
+                direction: None,
+                native_digits,
+            },
+            tracking: Tracking { opens: true, clicks: true },
+            sources: BTreeMap::new(),
+            flows: Vec::new(),
+            delivery: Delivery::default(),
+            dkim: None,
+            offers: BTreeMap::new(),
+            cross_sell: CrossSell::default(),
+            shipments: ShipmentSettings::default(),
+            templates: Vec::new(),
+            dir: "tenants/northwind".into(),
+        }
+    }
+
+    fn composer(tenant: Tenant) -> Composer {
+        let tracking = TrackingSettings { base_url: "https://t.northwind.example".into(), signing_key: SecretString::from("k") };
+        Composer::new(Tenants::from_tenants([tenant]), &tracking).unwrap()
+    }
+
+    fn request(template: &str, lane: Lane, locale: Option<&str>) -> RenderRequest {
+        let raw = match template {
+            "shipping_confirmation" => include_str!("../samples/shipping_confirmation.json"),
+            "review_request" => include_str!("../samples/review_request.json"),
+            other => panic!("no sample for {other}"),
+        };
+        RenderRequest {
+            spec: SPEC_VERSION,
+            message_id: MessageId::derive(&["test", template]),
+            tenant: TenantId::parse("northwind").unwrap(),
+            lane,
+            template: template.into(),
+            to: Mailbox { name: Some("Ana Silva".into()), email: EmailAddress::parse("ana.silva@example.com").unwrap() },
+            locale: locale.map(str::to_owned),
+            cause: Cause { flow: "test".into(), run_id: Default::default(), step: 0, event_id: Default::default() },
+            data: serde_json::from_str(raw).unwrap(),
+        }
+    }
+
+    fn header<'a>(msg: &'a OutboundMessage, name: &str) -> Option<&'a str> {
+        msg.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn transactional_mail_has_no_unsubscribe_link_but_keeps_the_sender_identity() {
+        let c = composer(tenant("en", false));
+        let msg = c.compose(&request("shipping_confirmation", Lane::Transactional, None)).unwrap();
+        assert!(!msg.html.contains("https://t.northwind.example/u/"), "no unsubscribe link in the body");
+        assert!(!msg.text.contains("Unsubscribe"), "{}", msg.text);
+        assert!(msg.text.contains("Northwind Outfitters\n100 Main Street, Portland, OR 97201"), "{}", msg.text);
+        assert!(msg.text.contains("Privacy policy (https://t.northwind.example/c/"), "{}", msg.text);
+        // The headers stay on both lanes (an unsubscribe only suppresses marketing mail).
+        assert!(header(&msg, "List-Unsubscribe").is_some_and(|v| v.starts_with("<https://t.northwind.example/u/")));
+        assert_eq!(header(&msg, "List-Unsubscribe-Post"), Some("List-Unsubscribe=One-Click"));
+        assert_eq!(header(&msg, "Precedence"), None);
+        // Links are tracked, the text part shows the tracked tracking link.
+        assert!(msg.text.contains("Track your parcel (https://t.northwind.example/c/"), "{}", msg.text);
+        assert!(!msg.html.contains("href=\"https://www.ups.com/"));
+    }
+
+    #[test]
+    fn marketing_mail_has_the_full_footer() {
+        let c = composer(tenant("en", false));
+        let msg = c.compose(&request("review_request", Lane::Marketing, None)).unwrap();
+        let unsubscribe = header(&msg, "List-Unsubscribe").unwrap().trim_matches(['<', '>']).to_owned();
+        assert!(msg.html.contains(&format!("href=\"{unsubscribe}\"")), "the footer links the unsubscribe URL untracked");
+        assert!(msg.text.contains(&format!("Unsubscribe ({unsubscribe})")), "{}", msg.text);
+        assert!(msg.text.contains("100 Main Street, Portland, OR 97201"));
+        assert!(msg.text.contains("Privacy policy ("));
+        assert_eq!(header(&msg, "Precedence"), Some("bulk"));
+    }
+
+    #[test]
+    fn recipient_locale_and_native_digits_come_from_request_and_brand() {
+        let c = composer(tenant("en", true));
+        let fa = c.compose(&request("review_request", Lane::Marketing, Some("fa-IR"))).unwrap();
+        assert!(fa.html.contains(r#"lang="fa-IR" dir="rtl""#));
+        assert!(fa.subject.contains("راضی"), "{}", fa.subject);
+        assert!(fa.text.contains("۱۵٪"), "{}", fa.text);
+        assert!(fa.text.contains("لغو اشتراک ("), "{}", fa.text);
+        // Unknown languages fall back to English; the tenant's locale fills in a missing one.
+        let pt = c.compose(&request("review_request", Lane::Transactional, Some("pt-BR"))).unwrap();
+        assert!(pt.subject.starts_with("How do you like"), "{}", pt.subject);
+        let c = composer(tenant("ar", false));
+        let ar = c.compose(&request("review_request", Lane::Transactional, None)).unwrap();
+        assert!(ar.html.contains(r#"lang="ar" dir="rtl""#));
+        assert!(ar.text.contains("15%"), "ASCII digits when native_digits is off: {}", ar.text);
+    }
+
+    #[test]
+    fn every_builtin_flow_template_exists() {
+        let dir = std::env::temp_dir().join(format!("postflow-renderer-{}", std::process::id()));
+        let tenant_dir = dir.join("northwind");
+        std::fs::create_dir_all(&tenant_dir).unwrap();
+        std::fs::write(
+            tenant_dir.join("tenant.toml"),
+            "name = \"Northwind\"\nlocale = \"en\"\n[sender]\nfrom = \"orders@northwind.example\"\nphysical_address = \"100 Main Street\"\n",
+        )
+        .unwrap();
+        let loaded = Tenants::load_dir(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let tenants = loaded.unwrap();
+        let flows: Vec<_> = tenants.iter().flat_map(|t| t.flows.iter()).collect();
+        assert!(!flows.is_empty(), "the built-in journey is loaded");
+        compile_templates(&tenants).unwrap();
     }
 }
