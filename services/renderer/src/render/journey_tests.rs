@@ -498,6 +498,15 @@ fn native_digits_only_when_the_brand_asks() {
     );
     // Amounts sit at the other end of their row: left in right-to-left mail.
     assert_eq!(text_align_at(&ar.html, "$٤١٦٫٩٥"), "left");
+    // Left-to-right pieces stay whole inside right-to-left sentences.
+    assert_contains(
+        &ar.html,
+        &[
+            r#"<strong dir="ltr">#1001</strong>"#,
+            r#"<span dir="auto">12 Harbor Street</span>"#,
+            r#"<span dir="auto">100 Main Street, Portland, OR 97201</span>"#,
+        ],
+    );
 }
 
 #[test]
