@@ -20,15 +20,20 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::post;
 use contracts::TenantId;
+use serde_json::json;
 use time::OffsetDateTime;
 
 use super::ses::{self, SesConfig, SnsOutcome};
 use super::{Feedback, FeedbackError, Origin, mailgun, postmark, sendgrid};
 
-/// The route, for OpenAPI and tests.
+/// The route.
 pub const PATH: &str = "/v1/feedback/{tenant}/{provider}";
+
+/// Every route this module registers, as `(method, path)` (for the OpenAPI check).
+pub const ROUTES: &[(&str, &str)] = &[("POST", PATH)];
 
 /// Largest request body accepted (SendGrid batches many events into one POST).
 pub const MAX_BODY: usize = 8 * 1024 * 1024;
@@ -98,17 +103,41 @@ async fn endpoint(
     Path((tenant, provider)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
-) -> (StatusCode, &'static str) {
-    let status = handle(backend.as_ref(), &tenant, &provider, &headers, &body).await;
-    let text = match status {
-        StatusCode::OK => "ok",
-        StatusCode::BAD_REQUEST => "invalid payload",
-        StatusCode::UNAUTHORIZED => "unauthorized",
-        StatusCode::NOT_FOUND => "not found",
-        StatusCode::SERVICE_UNAVAILABLE => "try again later",
-        _ => "error",
-    };
-    (status, text)
+) -> Response {
+    let answer = handle(backend.as_ref(), &tenant, &provider, &headers, &body).await;
+    (answer.status, axum::Json(answer.body)).into_response()
+}
+
+/// The status and JSON body to answer: `{"status": "recorded" | "replay" | "confirmed" |
+/// "unsubscribed", "feedback": n}` on success, `{"error": reason}` otherwise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: serde_json::Value,
+}
+
+impl Answer {
+    fn ok(what: &str, feedback: usize) -> Self {
+        Self {
+            status: StatusCode::OK,
+            body: json!({ "status": what, "feedback": feedback }),
+        }
+    }
+
+    fn error(status: StatusCode, reason: &str) -> Self {
+        Self {
+            status,
+            body: json!({ "error": reason }),
+        }
+    }
+
+    fn not_found() -> Self {
+        Self::error(StatusCode::NOT_FOUND, "unknown tenant or provider")
+    }
+
+    fn unavailable() -> Self {
+        Self::error(StatusCode::SERVICE_UNAVAILABLE, "try again later")
+    }
 }
 
 /// Verifies, parses and records one delivery; the status to answer.
@@ -118,16 +147,16 @@ pub async fn handle(
     provider: &str,
     headers: &HeaderMap,
     body: &[u8],
-) -> StatusCode {
+) -> Answer {
     let (Ok(tenant), Some(origin)) = (TenantId::parse(tenant), Origin::from_segment(provider))
     else {
-        return StatusCode::NOT_FOUND;
+        return Answer::not_found();
     };
     let Some(secret) = backend
         .webhook_secret(&tenant, origin)
         .filter(|s| !s.trim().is_empty())
     else {
-        return StatusCode::NOT_FOUND;
+        return Answer::not_found();
     };
     let now = backend.now();
     let received = match origin {
@@ -147,7 +176,7 @@ pub async fn handle(
             feedback: d.feedback,
         }),
         Origin::Ses => return handle_sns(backend, &tenant, headers, body, &secret, now).await,
-        Origin::Dsn => return StatusCode::NOT_FOUND,
+        Origin::Dsn => return Answer::not_found(),
     };
     match received {
         Ok(received) => record(backend, &tenant, received).await,
@@ -162,7 +191,7 @@ async fn handle_sns(
     body: &[u8],
     topics: &str,
     now: OffsetDateTime,
-) -> StatusCode {
+) -> Answer {
     let envelope = match ses::envelope(body) {
         Ok(e) => e,
         Err(e) => return refused(tenant, Origin::Ses, &e),
@@ -177,7 +206,7 @@ async fn handle_sns(
         Ok(pem) => pem,
         Err(e) => {
             tracing::warn!(tenant = %tenant, error = %format!("{e:#}"), "could not fetch the sns signing certificate");
-            return StatusCode::SERVICE_UNAVAILABLE;
+            return Answer::unavailable();
         }
     };
     let arns: Vec<&str> = topics
@@ -206,53 +235,53 @@ async fn handle_sns(
             {
                 Ok(()) => {
                     tracing::info!(tenant = %tenant, topic = %topic_arn, "confirmed the sns subscription");
-                    StatusCode::OK
+                    Answer::ok("confirmed", 0)
                 }
                 Err(e) => {
                     tracing::warn!(tenant = %tenant, topic = %topic_arn, error = %format!("{e:#}"), "could not confirm the sns subscription");
-                    StatusCode::SERVICE_UNAVAILABLE
+                    Answer::unavailable()
                 }
             }
         }
         Ok(SnsOutcome::Unsubscribed { topic_arn }) => {
             tracing::warn!(tenant = %tenant, topic = %topic_arn, "the sns subscription was removed");
-            StatusCode::OK
+            Answer::ok("unsubscribed", 0)
         }
         Err(e) => refused(tenant, Origin::Ses, &e),
     }
 }
 
-async fn record(
-    backend: &dyn FeedbackBackend,
-    tenant: &TenantId,
-    received: Received,
-) -> StatusCode {
+async fn record(backend: &dyn FeedbackBackend, tenant: &TenantId, received: Received) -> Answer {
     let provider = received.provider;
     let kinds: Vec<&'static str> = received.feedback.iter().map(|f| f.kind.as_str()).collect();
+    let count = kinds.len();
     match backend.record(tenant, received).await {
         Ok(Recorded::Stored) => {
             for kind in kinds {
                 metrics::counter!("sender_feedback_total", "provider" => provider.as_str(), "kind" => kind).increment(1);
             }
-            StatusCode::OK
+            Answer::ok("recorded", count)
         }
         Ok(Recorded::Replay) => {
             tracing::info!(tenant = %tenant, provider = %provider, "ignored a replayed feedback delivery");
-            StatusCode::OK
+            Answer::ok("replay", 0)
         }
         Err(e) => {
             tracing::warn!(tenant = %tenant, provider = %provider, error = %format!("{e:#}"), "could not record feedback");
-            StatusCode::SERVICE_UNAVAILABLE
+            Answer::unavailable()
         }
     }
 }
 
-fn refused(tenant: &TenantId, provider: Origin, e: &FeedbackError) -> StatusCode {
+fn refused(tenant: &TenantId, provider: Origin, e: &FeedbackError) -> Answer {
     let status = status_for(e);
     metrics::counter!("sender_feedback_refused_total", "provider" => provider.as_str(), "status" => status.as_str().to_owned())
         .increment(1);
     tracing::warn!(tenant = %tenant, provider = %provider, error = %e, "refused a feedback delivery");
-    status
+    match status {
+        StatusCode::NOT_FOUND => Answer::not_found(),
+        _ => Answer::error(status, &e.to_string()),
+    }
 }
 
 /// The answer for a refused delivery.
@@ -356,16 +385,18 @@ mod tests {
     #[tokio::test]
     async fn postmark_bounce_is_recorded() {
         let fake = Fake::default();
+        let answer = handle(
+            &fake,
+            "shop",
+            "postmark",
+            &basic("s3cret"),
+            BOUNCE.as_bytes(),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK);
         assert_eq!(
-            handle(
-                &fake,
-                "shop",
-                "postmark",
-                &basic("s3cret"),
-                BOUNCE.as_bytes()
-            )
-            .await,
-            StatusCode::OK
+            answer.body,
+            serde_json::json!({"status": "recorded", "feedback": 1})
         );
         let recorded = fake.recorded.lock().unwrap();
         assert_eq!(recorded.len(), 1);
@@ -380,32 +411,43 @@ mod tests {
     async fn refusals_map_to_statuses() {
         let fake = Fake::default();
         let b = BOUNCE.as_bytes();
+        let wrong = handle(&fake, "shop", "postmark", &basic("wrong"), b).await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(wrong.body, serde_json::json!({"error": "bad signature"}));
         assert_eq!(
-            handle(&fake, "shop", "postmark", &basic("wrong"), b).await,
+            handle(&fake, "shop", "postmark", &HeaderMap::new(), b)
+                .await
+                .status,
             StatusCode::UNAUTHORIZED
         );
         assert_eq!(
-            handle(&fake, "shop", "postmark", &HeaderMap::new(), b).await,
-            StatusCode::UNAUTHORIZED
-        );
-        assert_eq!(
-            handle(&fake, "shop", "postmark", &basic("s3cret"), b"{").await,
+            handle(&fake, "shop", "postmark", &basic("s3cret"), b"{")
+                .await
+                .status,
             StatusCode::BAD_REQUEST
         );
         assert_eq!(
-            handle(&fake, "other", "postmark", &basic("s3cret"), b).await,
+            handle(&fake, "other", "postmark", &basic("s3cret"), b)
+                .await
+                .status,
             StatusCode::NOT_FOUND
         );
         assert_eq!(
-            handle(&fake, "shop", "sendgrid", &basic("s3cret"), b).await,
+            handle(&fake, "shop", "sendgrid", &basic("s3cret"), b)
+                .await
+                .status,
             StatusCode::NOT_FOUND
         );
         assert_eq!(
-            handle(&fake, "shop", "dsn", &basic("s3cret"), b).await,
+            handle(&fake, "shop", "dsn", &basic("s3cret"), b)
+                .await
+                .status,
             StatusCode::NOT_FOUND
         );
         assert_eq!(
-            handle(&fake, "Not A Tenant", "postmark", &basic("s3cret"), b).await,
+            handle(&fake, "Not A Tenant", "postmark", &basic("s3cret"), b)
+                .await
+                .status,
             StatusCode::NOT_FOUND
         );
         assert!(fake.recorded.lock().unwrap().is_empty());
@@ -415,7 +457,9 @@ mod tests {
             ..Fake::default()
         };
         assert_eq!(
-            handle(&failing, "shop", "postmark", &basic("s3cret"), b).await,
+            handle(&failing, "shop", "postmark", &basic("s3cret"), b)
+                .await
+                .status,
             StatusCode::SERVICE_UNAVAILABLE
         );
     }
@@ -434,12 +478,17 @@ mod tests {
             "event-data": {"event": "complained", "recipient": "a@example.com", "timestamp": 1572973100.0}
         })
         .to_string();
-        for _ in 0..2 {
-            assert_eq!(
-                handle(&fake, "shop", "mailgun", &HeaderMap::new(), body.as_bytes()).await,
-                StatusCode::OK
-            );
-        }
+        let first = handle(&fake, "shop", "mailgun", &HeaderMap::new(), body.as_bytes()).await;
+        assert_eq!(
+            first.body,
+            serde_json::json!({"status": "recorded", "feedback": 1})
+        );
+        let again = handle(&fake, "shop", "mailgun", &HeaderMap::new(), body.as_bytes()).await;
+        assert_eq!(again.status, StatusCode::OK);
+        assert_eq!(
+            again.body,
+            serde_json::json!({"status": "replay", "feedback": 0})
+        );
         let recorded = fake.recorded.lock().unwrap();
         assert_eq!(recorded.len(), 1);
         assert_eq!(recorded[0].1.replay_key.as_deref(), Some(token));
@@ -459,17 +508,21 @@ mod tests {
         let h = HeaderMap::new();
         let off_sns = envelope("https://attacker.example/x.pem");
         assert_eq!(
-            handle(&fake, "shop", "ses", &h, off_sns.as_bytes()).await,
+            handle(&fake, "shop", "ses", &h, off_sns.as_bytes())
+                .await
+                .status,
             StatusCode::UNAUTHORIZED
         );
         let on_sns =
             envelope("https://sns.us-east-1.amazonaws.com/SimpleNotificationService-1.pem");
         assert_eq!(
-            handle(&fake, "shop", "ses", &h, on_sns.as_bytes()).await,
+            handle(&fake, "shop", "ses", &h, on_sns.as_bytes())
+                .await
+                .status,
             StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(
-            handle(&fake, "shop", "ses", &h, b"not json").await,
+            handle(&fake, "shop", "ses", &h, b"not json").await.status,
             StatusCode::BAD_REQUEST
         );
     }
@@ -499,7 +552,12 @@ mod tests {
             .unwrap();
         server.abort();
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-        assert!(response.ends_with("ok"), "{response}");
+        let (_, body) = response.split_once("\r\n\r\n").unwrap();
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"status": "recorded", "feedback": 1})
+        );
         assert_eq!(fake.recorded.lock().unwrap().len(), 1);
     }
 }

@@ -137,8 +137,10 @@ pub struct Feedback {
     pub status: Option<String>,
     /// Our message id, when the payload carries it.
     pub message_id: Option<MessageId>,
-    /// The provider's id of this event (SES feedback id, Postmark record id, SendGrid
-    /// `sg_event_id`, Mailgun event id), for deduplicating redeliveries.
+    /// The source's id of this event (SES feedback id, Postmark record id, SendGrid
+    /// `sg_event_id`, Mailgun event id, the DSN's `Message-ID`), for deduplicating
+    /// redeliveries: unique together with the recipient (one SES bounce or one DSN can
+    /// name several recipients under one id).
     pub event_id: Option<String>,
     /// When it happened according to the source; the receive time when it does not say.
     pub occurred_at: OffsetDateTime,

@@ -542,25 +542,30 @@ mod tests {
     const MID: &str = "m_0123456789abcdef0123456789abcdef";
     const NOW: OffsetDateTime = datetime!(2024-03-04 12:00:30 UTC);
 
-    /// A 2048-bit RSA key made for these tests only (PKCS#8).
-    const TEST_KEY: &str = include_str!("testdata/sns-test-key.pem");
-
     struct Signer {
         key: rsa::RsaPrivateKey,
         cert_pem: String,
     }
 
-    /// The test key and a self-signed certificate for it, valid through 2029, made now.
-    fn signer() -> Signer {
-        use rsa::pkcs8::DecodePrivateKey as _;
-        let key_pair = rcgen::KeyPair::from_pem(TEST_KEY).unwrap();
+    /// A 2048-bit RSA key made for this test run and a self-signed certificate for it,
+    /// valid 2024 to 2029. Made once: key generation is slow in debug builds.
+    fn signer() -> &'static Signer {
+        static SIGNER: std::sync::OnceLock<Signer> = std::sync::OnceLock::new();
+        SIGNER.get_or_init(make_signer)
+    }
+
+    fn make_signer() -> Signer {
+        use rsa::pkcs8::{EncodePrivateKey as _, LineEnding};
+        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+        let pem = key.to_pkcs8_pem(LineEnding::LF).unwrap();
+        let key_pair = rcgen::KeyPair::from_pem(&pem).unwrap();
         let mut params =
             rcgen::CertificateParams::new(vec!["sns.amazonaws.com".to_owned()]).unwrap();
         params.not_before = datetime!(2024-01-01 0:00 UTC);
         params.not_after = datetime!(2030-01-01 0:00 UTC);
         let cert = params.self_signed(&key_pair).unwrap();
         Signer {
-            key: rsa::RsaPrivateKey::from_pkcs8_pem(TEST_KEY).unwrap(),
+            key,
             cert_pem: cert.pem(),
         }
     }
