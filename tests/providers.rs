@@ -553,7 +553,7 @@ async fn mailgun_gets_our_signed_mime_as_multipart() {
     let boundary = r.header("content-type").unwrap().strip_prefix("multipart/form-data; boundary=").unwrap().to_owned();
     let form = multipart(&r.text(), &boundary);
     assert_eq!(form.iter().find(|(n, _)| n == "to").unwrap().1, "ada@example.com");
-    assert_eq!(form.iter().find(|(n, _)| n == "v:postflow-message-id").unwrap().1, msg.message_id.as_str());
+    assert_eq!(form.iter().find(|(n, _)| n == "v:postflow_message_id").unwrap().1, msg.message_id.as_str());
     assert_eq!(form.iter().find(|(n, _)| n == "o:tracking").unwrap().1, "no", "tracking would rewrite the signed body");
     let mime = &form.iter().find(|(n, _)| n == "message").unwrap().1;
     assert_our_signed_mime(mime, &msg, "ed25519-sha256", "ed1");

@@ -2,7 +2,7 @@
 //! recipient and our formatted message — byte for byte, so our headers and DKIM signature
 //! arrive as we wrote them. Mailgun's tracking is switched off (it would rewrite the body
 //! and break the signature); our message id travels as the user variable
-//! `postflow-message-id`, which Mailgun repeats in its event webhooks.
+//! `postflow_message_id`, which Mailgun repeats in its event webhooks.
 
 use reqwest::multipart::{Form, Part};
 use serde::Deserialize;
@@ -47,7 +47,7 @@ impl Api for Mailgun {
         let message = Part::bytes(out.mime.to_vec()).file_name("message.eml").mime_str("message/rfc822")?;
         let form = Form::new()
             .text("to", out.msg.to.email.as_str().to_owned())
-            .text("v:postflow-message-id", out.msg.message_id.as_str().to_owned())
+            .text("v:postflow_message_id", out.msg.message_id.as_str().to_owned())
             .text("o:tracking", "no")
             .text("o:tracking-clicks", "no")
             .text("o:tracking-opens", "no")

@@ -91,7 +91,10 @@ impl Api for Postmark {
         let account = ACCOUNT_ERRORS.contains(&reply.error_code)
             // 300 (invalid request) also reports a From address without a confirmed sender
             // signature: the tenant's setup, not the recipient.
-            || (reply.error_code == 300 && reply.message.contains("'From'"));
+            || (reply.error_code == 300 && reply.message.contains("'From'"))
+            // A message stream the server does not have (e.g. no `broadcast` stream for
+            // marketing) is the tenant's setup too.
+            || reply.message.to_ascii_lowercase().contains("stream");
         Err(if account {
             Failure::Temporary(format!("postmark 422, account refused: {detail}"))
         } else {
@@ -127,6 +130,8 @@ mod tests {
         );
         let unsigned = r#"{"ErrorCode":300,"Message":"Invalid 'From' address: 'x@y.example' is not a verified sender signature."}"#;
         assert!(matches!(api().outcome(&answer(422, unsigned)), Err(Failure::Temporary(_))));
+        let no_stream = r#"{"ErrorCode":1235,"Message":"The message stream for the provided 'ID' was not found."}"#;
+        assert!(matches!(api().outcome(&answer(422, no_stream)), Err(Failure::Temporary(_))));
         let bad_to = r#"{"ErrorCode":300,"Message":"Error parsing 'To': Illegal email address 'nope'."}"#;
         assert!(matches!(api().outcome(&answer(422, bad_to)), Err(Failure::Permanent(_))));
         for code in ACCOUNT_ERRORS {
