@@ -95,31 +95,106 @@ pub fn compile_templates(tenants: &Tenants) -> Result<BTreeMap<TenantId, Templat
         let sources = tenant.templates.iter().map(|t| (t.name.clone(), t.source.clone())).collect();
         match TemplateSet::new(sources) {
             Ok(set) => {
-                // Every template a flow sends must exist.
+                let mut checked = Vec::new();
                 for flow in &tenant.flows {
                     for step in &flow.steps {
-                        if let tenancy::FlowStep::Send { template, .. } = step
-                            && !set.names().any(|n| n == template) {
-                                errors.push(format!("{}: template {template:?} does not exist", flow.file.display()));
-                            }
+                        let tenancy::FlowStep::Send { template, .. } = step else { continue };
+                        // Every template a flow sends must exist.
+                        if !set.names().any(|n| n == template) {
+                            errors.push(format!("{}: template {template:?} does not exist", flow.file.display()));
+                            continue;
+                        }
+                        // A built-in email renders with its sample data, so a tenant
+                        // override (of it, the layout or a partial) that breaks it fails
+                        // here, at load, rather than at the first send. Tenants without
+                        // templates of their own use the built-ins as tested.
+                        if tenant.templates.is_empty() || checked.contains(template) {
+                            continue;
+                        }
+                        checked.push(template.clone());
+                        let Some(data) = render::sample_data(template) else { continue };
+                        let req = sample_request(tenant, flow.lane, template, data);
+                        if let Err(e) = set.render(template, &context(tenant, &req, "#unsubscribe")) {
+                            let file = template_file(tenant, &e).unwrap_or_else(|| flow.file.display().to_string());
+                            errors.push(format!("{file}: {e} (rendering the sample data of {template:?})"));
+                        }
                     }
                 }
                 sets.insert(tenant.id.clone(), set);
             }
             Err(e) => {
-                let file = match &e {
-                    TemplateError::Syntax { template, .. } | TemplateError::Render { template, .. } => tenant
-                        .templates
-                        .iter()
-                        .find(|t| &t.name == template)
-                        .map(|t| t.file.display().to_string()),
-                    _ => None,
-                };
-                errors.push(format!("{}: {e}", file.unwrap_or_else(|| tenant.dir.display().to_string())));
+                errors.push(format!("{}: {e}", template_file(tenant, &e).unwrap_or_else(|| tenant.dir.display().to_string())));
             }
         }
     }
     if errors.is_empty() { Ok(sets) } else { Err(errors) }
+}
+
+/// The tenant's file of the template an error names, when it is the tenant's own.
+fn template_file(tenant: &Tenant, e: &TemplateError) -> Option<String> {
+    match e {
+        TemplateError::Syntax { template, .. } | TemplateError::Render { template, .. } => {
+            tenant.templates.iter().find(|t| &t.name == template).map(|t| t.file.display().to_string())
+        }
+        _ => None,
+    }
+}
+
+/// A request for `template` with `data`, addressed to the tenant's own sender address
+/// (previews and load-time checks).
+fn sample_request(tenant: &Tenant, lane: Lane, template: &str, data: Value) -> RenderRequest {
+    RenderRequest {
+        spec: SPEC_VERSION,
+        message_id: contracts::MessageId::derive(&["preview"]),
+        tenant: tenant.id.clone(),
+        lane,
+        template: template.to_owned(),
+        to: contracts::Mailbox { name: Some("Preview".into()), email: tenant.sender.from.email.clone() },
+        locale: data.get("locale").and_then(Value::as_str).map(str::to_owned),
+        cause: contracts::Cause { flow: "preview".into(), run_id: Default::default(), step: 0, event_id: Default::default() },
+        data,
+    }
+}
+
+/// The template context: the request's data plus brand, sender, recipient and links.
+/// `brand.locale` is the recipient's locale (else the tenant's) and picks the
+/// language and number formats; `links.unsubscribe` is only set for marketing mail.
+fn context(tenant: &Tenant, req: &RenderRequest, unsubscribe: &str) -> Value {
+    let locale = req.locale.clone().unwrap_or_else(|| tenant.locale.clone());
+    let direction = tenant.brand.direction.unwrap_or_else(|| Direction::for_locale(&locale));
+    let mut ctx = match &req.data {
+        Value::Object(m) => m.clone(),
+        _ => serde_json::Map::new(),
+    };
+    ctx.insert(
+        "brand".into(),
+        json!({
+            "name": tenant.name,
+            "logo_url": tenant.brand.logo_url,
+            "primary_color": tenant.brand.primary_color,
+            "text_color": tenant.brand.text_color,
+            "background_color": tenant.brand.background_color,
+            "font_family": tenant.brand.font_family,
+            "direction": direction.as_str(),
+            "locale": locale,
+            "native_digits": tenant.brand.native_digits,
+        }),
+    );
+    ctx.insert(
+        "sender".into(),
+        json!({
+            "from_name": tenant.sender.from.name.clone().unwrap_or_else(|| tenant.name.clone()),
+            "physical_address": tenant.sender.physical_address,
+            "privacy_url": tenant.sender.privacy_url,
+        }),
+    );
+    ctx.insert("recipient".into(), json!({ "name": req.to.name, "email": req.to.email }));
+    let links = match req.lane {
+        Lane::Marketing => json!({ "unsubscribe": unsubscribe }),
+        Lane::Transactional => json!({}),
+    };
+    ctx.insert("links".into(), links);
+    Value::Object(ctx)
 }
 
 /// Renders one request into a message. Pure apart from signing.
@@ -145,47 +220,6 @@ impl Composer {
         format!("{}/{path}/{}", self.base_url, self.signer.sign(claims))
     }
 
-    /// The template context: the request's data plus brand, sender, recipient and links.
-    /// `brand.locale` is the recipient's locale (else the tenant's) and picks the
-    /// language and number formats; `links.unsubscribe` is only set for marketing mail.
-    fn context(&self, tenant: &Tenant, req: &RenderRequest, unsubscribe: &str) -> Value {
-        let locale = req.locale.clone().unwrap_or_else(|| tenant.locale.clone());
-        let direction = tenant.brand.direction.unwrap_or_else(|| Direction::for_locale(&locale));
-        let mut ctx = match &req.data {
-            Value::Object(m) => m.clone(),
-            _ => serde_json::Map::new(),
-        };
-        ctx.insert(
-            "brand".into(),
-            json!({
-                "name": tenant.name,
-                "logo_url": tenant.brand.logo_url,
-                "primary_color": tenant.brand.primary_color,
-                "text_color": tenant.brand.text_color,
-                "background_color": tenant.brand.background_color,
-                "font_family": tenant.brand.font_family,
-                "direction": direction.as_str(),
-                "locale": locale,
-                "native_digits": tenant.brand.native_digits,
-            }),
-        );
-        ctx.insert(
-            "sender".into(),
-            json!({
-                "from_name": tenant.sender.from.name.clone().unwrap_or_else(|| tenant.name.clone()),
-                "physical_address": tenant.sender.physical_address,
-                "privacy_url": tenant.sender.privacy_url,
-            }),
-        );
-        ctx.insert("recipient".into(), json!({ "name": req.to.name, "email": req.to.email }));
-        let links = match req.lane {
-            Lane::Marketing => json!({ "unsubscribe": unsubscribe }),
-            Lane::Transactional => json!({}),
-        };
-        ctx.insert("links".into(), links);
-        Value::Object(ctx)
-    }
-
     pub fn compose(&self, req: &RenderRequest) -> Result<OutboundMessage, HandleError> {
         let Some(tenant) = self.tenants.get(&req.tenant) else {
             return Err(HandleError::transient(anyhow::anyhow!("tenant {} is not configured here", req.tenant)));
@@ -195,7 +229,7 @@ impl Composer {
         };
         let claims = |action| Claims { tenant: req.tenant.clone(), message_id: req.message_id.clone(), action };
         let unsubscribe = self.url("u", &claims(Action::Unsubscribe { e: req.to.email.clone() }));
-        let ctx = self.context(tenant, req, &unsubscribe);
+        let ctx = context(tenant, req, &unsubscribe);
         let rendered = set.render(&req.template, &ctx).map_err(HandleError::permanent)?;
         let mut html = rendered.html;
         if tenant.tracking.clicks {
@@ -295,8 +329,28 @@ impl Application {
     }
 }
 
+/// What a preview renders: the posted data, or — when it holds nothing but `locale` and
+/// `lane` — the built-in sample data of the template with those two added.
+fn preview_data(template: &str, posted: Value) -> Value {
+    let only_settings = match &posted {
+        Value::Object(m) => m.keys().all(|k| k == "locale" || k == "lane"),
+        Value::Null => true,
+        _ => false,
+    };
+    match render::sample_data(template) {
+        Some(Value::Object(mut sample)) if only_settings => {
+            if let Value::Object(settings) = posted {
+                sample.extend(settings);
+            }
+            Value::Object(sample)
+        }
+        _ => posted,
+    }
+}
+
 /// Renders a template with the posted JSON as data, without tracking, for people to look at.
-/// The data may say `"locale": "fa"` and `"lane": "marketing"` (default transactional).
+/// The data may say `"locale": "fa"` and `"lane": "marketing"` (default transactional);
+/// with nothing else in it, a built-in email shows its sample data.
 async fn preview(
     State(composer): State<Arc<Composer>>,
     Path((tenant, template)): Path<(String, String)>,
@@ -308,18 +362,9 @@ async fn preview(
     let Some(set) = composer.sets.get(&t.id) else {
         return (StatusCode::NOT_FOUND, axum::Json(json!({"error": "unknown tenant"}))).into_response();
     };
-    let req = RenderRequest {
-        spec: SPEC_VERSION,
-        message_id: contracts::MessageId::derive(&["preview"]),
-        tenant: t.id.clone(),
-        lane: if data.get("lane").and_then(Value::as_str) == Some("marketing") { Lane::Marketing } else { Lane::Transactional },
-        template: template.clone(),
-        to: contracts::Mailbox { name: Some("Preview".into()), email: t.sender.from.email.clone() },
-        locale: data.get("locale").and_then(Value::as_str).map(str::to_owned),
-        cause: contracts::Cause { flow: "preview".into(), run_id: Default::default(), step: 0, event_id: Default::default() },
-        data,
-    };
-    let ctx = composer.context(t, &req, "#unsubscribe");
+    let lane = if data.get("lane").and_then(Value::as_str) == Some("marketing") { Lane::Marketing } else { Lane::Transactional };
+    let req = sample_request(t, lane, &template, preview_data(&template, data));
+    let ctx = context(t, &req, "#unsubscribe");
     match set.render(&template, &ctx) {
         Ok(r) => axum::Json(json!({ "subject": r.subject, "preheader": r.preheader, "html": r.html, "text": r.text })).into_response(),
         Err(TemplateError::NotFound { .. }) => (StatusCode::NOT_FOUND, axum::Json(json!({"error": "unknown template"}))).into_response(),
@@ -444,21 +489,59 @@ mod tests {
         assert!(ar.text.contains("15%"), "ASCII digits when native_digits is off: {}", ar.text);
     }
 
-    #[test]
-    fn every_builtin_flow_template_exists() {
-        let dir = std::env::temp_dir().join(format!("postflow-renderer-{}", std::process::id()));
+    /// A tenant directory `northwind` with a minimal tenant.toml plus `files`, loaded.
+    fn load(test: &str, files: &[(&str, &str)]) -> Tenants {
+        let dir = std::env::temp_dir().join(format!("postflow-renderer-{test}-{}", std::process::id()));
         let tenant_dir = dir.join("northwind");
-        std::fs::create_dir_all(&tenant_dir).unwrap();
-        std::fs::write(
-            tenant_dir.join("tenant.toml"),
+        std::fs::create_dir_all(tenant_dir.join("templates/partials")).unwrap();
+        let mut all = vec![(
+            "tenant.toml",
             "name = \"Northwind\"\nlocale = \"en\"\n[sender]\nfrom = \"orders@northwind.example\"\nphysical_address = \"100 Main Street\"\n",
-        )
-        .unwrap();
+        )];
+        all.extend_from_slice(files);
+        for (path, text) in all {
+            std::fs::write(tenant_dir.join(path), text).unwrap();
+        }
         let loaded = Tenants::load_dir(&dir);
         std::fs::remove_dir_all(&dir).unwrap();
-        let tenants = loaded.unwrap();
+        loaded.unwrap()
+    }
+
+    #[test]
+    fn every_builtin_flow_template_exists() {
+        let tenants = load("builtin", &[]);
         let flows: Vec<_> = tenants.iter().flat_map(|t| t.flows.iter()).collect();
-        assert!(!flows.is_empty(), "the built-in journey is loaded");
+        assert!(flows.len() >= 6, "the built-in journey is loaded");
         compile_templates(&tenants).unwrap();
+    }
+
+    #[test]
+    fn a_tenant_override_that_breaks_a_builtin_email_fails_at_load() {
+        let broken = r#"{% extends "layout" %}{% block subject %}Update {{ shipment.tracking_numbr }}{% endblock %}"#;
+        let tenants = load("override", &[("templates/shipment_update.mjml", broken)]);
+        let errors = compile_templates(&tenants).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("templates/shipment_update.mjml"), "{}", errors[0]);
+        assert!(errors[0].contains("shipment.tracking_numbr"), "{}", errors[0]);
+        assert!(errors[0].contains("sample data of \"shipment_update\""), "{}", errors[0]);
+
+        // A partial the built-ins import, overridden without a macro they call.
+        let tenants = load("partial", &[("templates/partials/offer.mjml", "{% macro other() %}{% endmacro %}")]);
+        let errors = compile_templates(&tenants).unwrap_err();
+        assert!(errors.iter().any(|e| e.contains("offer_block")), "{errors:?}");
+
+        // A working override loads.
+        let fine = r#"{% extends "layout" %}{% block subject %}Update {{ shipment.tracking_number }}{% endblock %}"#;
+        compile_templates(&load("fine", &[("templates/shipment_update.mjml", fine)])).unwrap();
+    }
+
+    #[test]
+    fn previews_fall_back_to_the_sample_data() {
+        let data = preview_data("shipment_update", json!({ "locale": "fa" }));
+        assert_eq!(data["locale"], "fa");
+        assert_eq!(data["shipment"]["tracking_number"], "1Z999AA10123456784");
+        let own = json!({ "order": { "number": "#7" } });
+        assert_eq!(preview_data("shipment_update", own.clone()), own);
+        assert_eq!(preview_data("winback", json!({})), json!({}));
     }
 }

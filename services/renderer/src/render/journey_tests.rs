@@ -7,17 +7,16 @@ use super::*;
 
 /// The sample `RenderRequest.data` of a built-in template.
 fn sample(template: &str) -> Value {
-    let raw = match template {
-        "order_confirmation" => include_str!("../../samples/order_confirmation.json"),
-        "shipping_confirmation" => include_str!("../../samples/shipping_confirmation.json"),
-        "shipment_update" => include_str!("../../samples/shipment_update.json"),
-        "delivered" => include_str!("../../samples/delivered.json"),
-        "review_request" => include_str!("../../samples/review_request.json"),
-        "shipment_stalled" => include_str!("../../samples/shipment_stalled.json"),
-        "order_cancelled" => include_str!("../../samples/order_cancelled.json"),
-        other => panic!("no sample for {other}"),
-    };
-    serde_json::from_str(raw).unwrap()
+    sample_data(template).unwrap_or_else(|| panic!("no sample for {template}"))
+}
+
+#[test]
+fn every_builtin_email_has_a_sample_and_nothing_else_does() {
+    for name in BUILTIN_EMAILS {
+        assert!(sample(name)["order"]["number"].is_string(), "{name}");
+    }
+    assert_eq!(SAMPLES.len(), BUILTIN_EMAILS.len());
+    assert!(sample_data("layout").is_none());
 }
 
 /// `data` plus what the renderer adds: brand kit, sender identity, links.

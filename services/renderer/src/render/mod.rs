@@ -104,6 +104,44 @@ pub const BUILTIN_EMAILS: &[&str] = &[
     "order_cancelled",
 ];
 
+/// Sample `RenderRequest.data` of each built-in email, as in `samples/`.
+const SAMPLES: &[(&str, &str)] = &[
+    (
+        "order_confirmation",
+        include_str!("../../samples/order_confirmation.json"),
+    ),
+    (
+        "shipping_confirmation",
+        include_str!("../../samples/shipping_confirmation.json"),
+    ),
+    (
+        "shipment_update",
+        include_str!("../../samples/shipment_update.json"),
+    ),
+    ("delivered", include_str!("../../samples/delivered.json")),
+    (
+        "review_request",
+        include_str!("../../samples/review_request.json"),
+    ),
+    (
+        "shipment_stalled",
+        include_str!("../../samples/shipment_stalled.json"),
+    ),
+    (
+        "order_cancelled",
+        include_str!("../../samples/order_cancelled.json"),
+    ),
+];
+
+/// The sample data of built-in email `name` (what the scheduler passes), for previews
+/// and load-time checks; `None` for other names.
+pub fn sample_data(name: &str) -> Option<serde_json::Value> {
+    SAMPLES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, raw)| serde_json::from_str(raw).ok())
+}
+
 /// Why a template could not be compiled or rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
