@@ -121,11 +121,12 @@ pub fn product_json(p: &ProductPick) -> Value {
 
 /// Who gets the email and in which locale: the order's customer, else whoever the event names.
 pub fn recipient(event: &Envelope, order: Option<&Order>) -> Option<(Mailbox, Option<String>)> {
-    let customer = order.map(|o| &o.customer).or_else(|| match &event.event {
+    let own = match &event.event {
         Event::CheckoutUpdated(c) => Some(&c.customer),
         Event::CustomerCreated(c) | Event::CustomerUpdated(c) => Some(&c.customer),
         _ => None,
-    });
+    };
+    let customer = order.map(|o| &o.customer).or(own);
     if let Some(c) = customer
         && let Some(email) = c.email.clone()
     {

@@ -41,7 +41,8 @@ pub(crate) async fn apply(tx: &mut Tx<'_>, tenant: &Tenant, event: &Envelope, no
     let t = tenant.id.as_str();
     match &event.event {
         Event::OrderPlaced(p) => {
-            if upsert_order(tx, t, &p.order, "placed", event.occurred_at).await? == Upsert::Inserted {
+            let upsert = upsert_order(tx, t, &p.order, "placed", event.occurred_at).await?;
+            if upsert == Upsert::Inserted {
                 count_order(tx, t, &p.order).await?;
             }
         }
