@@ -93,7 +93,7 @@ start segmenter 8082 "$(db segmenter)"
 start scheduler 8083 "$(db scheduler)" "$TENANTS"
 start renderer 8084 "$TENANTS" "POSTFLOW_TRACKING__SIGNING_KEY=$KEY" \
     "POSTFLOW_TRACKING__BASE_URL=http://127.0.0.1:$TRACKER_PORT"
-start sender 8085 "$(db sender)" POSTFLOW_SMTP__HOST=127.0.0.1 "POSTFLOW_SMTP__PORT=$SMTP_PORT"
+start sender 8085 "$(db sender)" "$TENANTS" POSTFLOW_SMTP__HOST=127.0.0.1 "POSTFLOW_SMTP__PORT=$SMTP_PORT"
 start ingest "$INGEST_PORT" "$TENANTS"
 
 for port in $INGEST_PORT $TRACKER_PORT 8082 8083 8084 8085; do
