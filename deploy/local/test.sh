@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 . deploy/local/common.sh
 
-install_missing nats-server postgresql postfix nginx-light ca-certificates
+install_missing nats-server postgresql postfix nginx-light ca-certificates chromium
 require_cargo
 export PATH="$PATH:/usr/sbin:$(pg_bin)"
 TARGET="${CARGO_TARGET_DIR:-target}"
