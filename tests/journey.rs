@@ -87,16 +87,43 @@ impl Journey {
         self.post("easypost", headers, body).await;
     }
 
-    /// Moves the scheduler's clock and waits until everything due by then has happened.
+    /// Lets everything posted so far be handled at the current time, moves the scheduler's
+    /// clock, and waits until everything due by then has happened.
     async fn advance(&self, by: time::Duration) {
+        self.settle().await;
         self.clock.advance(by);
         self.settle().await;
     }
 
+    /// Like [`Self::advance`], to a given moment.
+    async fn set(&self, to: OffsetDateTime) {
+        self.settle().await;
+        self.clock.set(to);
+        self.settle().await;
+    }
+
     /// Waits until no consumer has work pending and nothing is due by the test's clock.
+    /// JetStream may report a consumer's pending count a moment after a publish was
+    /// acknowledged, so "at rest" must also be seen twice in a row with nothing new
+    /// stored in between: the work-queue streams empty and the event stream unchanged.
     async fn settle(&self) {
+        let mut last: Option<(u64, i64)> = None;
+        loop {
+            let seen = self.at_rest().await;
+            if last.is_some() && last == Some(seen) {
+                return;
+            }
+            last = Some(seen);
+            tokio::time::sleep(Duration::from_millis(50)).await; // the gap between two observations
+        }
+    }
+
+    /// One observation of a pipeline at rest: (events stored, deliveries recorded).
+    async fn at_rest(&self) -> (u64, i64) {
         let db = self.stack.db("scheduler").await;
+        let sender = self.stack.db("sender").await;
         let now = self.now();
+        let bus = &self.stack.bus;
         testkit::eventually_ok(Duration::from_secs(60), "pipeline at rest", || async {
             let due: i64 = sqlx::query_scalar(
                 "select (select count(*) from timers t join flow_runs r on r.id = t.run_id
@@ -109,20 +136,21 @@ impl Journey {
             anyhow::ensure!(due == 0, "{due} timers due");
             for kind in scheduler::CONSUMED {
                 let durable = format!("scheduler-{}", kind.as_str().replace('.', "-"));
-                let pending = self.stack.bus.consumer_pending("PF_EVENTS", &durable).await.unwrap_or(0);
+                let pending = bus.consumer_pending("PF_EVENTS", &durable).await?;
                 anyhow::ensure!(pending == 0, "{durable} has {pending} pending");
             }
-            for (stream, durable) in [("PF_RENDER", "renderer-render-tx"), ("PF_SEND", "sender-send-tx")] {
-                let pending = self.stack.bus.consumer_pending(stream, durable).await?;
-                anyhow::ensure!(pending == 0, "{durable} has {pending} pending");
+            for stream in ["PF_RENDER", "PF_SEND"] {
+                let queued = bus.stream_len(stream).await?;
+                anyhow::ensure!(queued == 0, "{stream} holds {queued}");
             }
-            let sending: i64 = sqlx::query_scalar("select count(*) from deliveries where state = 'sending'")
-                .fetch_one(&self.stack.db("sender").await)
-                .await?;
+            let (sending, total): (i64, i64) =
+                sqlx::query_as("select count(*) filter (where state = 'sending'), count(*) from deliveries")
+                    .fetch_one(&sender)
+                    .await?;
             anyhow::ensure!(sending == 0, "{sending} messages being sent");
-            Ok(())
+            Ok((bus.stream_len("PF_EVENTS").await?, total))
         })
-        .await;
+        .await
     }
 
     /// The templates of every email sent so far, in order.
@@ -135,7 +163,19 @@ impl Journey {
 
     /// Asserts the emails so far are exactly `templates`, and returns the newest one.
     async fn expect(&self, templates: &[&str]) -> CapturedMail {
-        assert_eq!(self.sent().await, templates, "emails sent by {}", rfc3339(self.now()));
+        let sent = self.sent().await;
+        if sent != templates {
+            let deliveries: Vec<(String, String)> = sqlx::query_as("select template, state from deliveries order by claimed_at")
+                .fetch_all(&self.stack.db("sender").await)
+                .await
+                .unwrap();
+            let runs: Vec<(String, String)> = sqlx::query_as("select flow_id, state from flow_runs order by created_at")
+                .fetch_all(&self.stack.db("scheduler").await)
+                .await
+                .unwrap();
+            eprintln!("deliveries: {deliveries:?}\nflow runs: {runs:?}");
+        }
+        assert_eq!(sent, templates, "emails sent by {}", rfc3339(self.now()));
         let mails = self.stack.smtp.wait_for(templates.len(), Duration::from_secs(30)).await.unwrap();
         assert_eq!(mails.len(), templates.len(), "the SMTP server received exactly these");
         mails.into_iter().last().unwrap()
@@ -218,7 +258,7 @@ async fn shopify_order_life_sends_exactly_the_right_emails_at_the_right_time() {
 
     // Out for delivery: one email, but only once the burst window (10 min) has passed.
     let day1 = t + days(1);
-    j.clock.set(day1);
+    j.set(day1).await;
     j.shopify("fulfillment_events/create", "e-4", &shopify_event(4, "out_for_delivery", day1, "Out for delivery")).await;
     j.settle().await;
     j.advance(minutes(9)).await;
@@ -237,7 +277,7 @@ async fn shopify_order_life_sends_exactly_the_right_emails_at_the_right_time() {
     // A burst: out for delivery again, then ready for pickup four minutes later → one
     // email with the latest status and the history.
     let day2 = t + days(2);
-    j.clock.set(day2);
+    j.set(day2).await;
     j.shopify("fulfillment_events/create", "e-6", &shopify_event(6, "out_for_delivery", day2, "Out for delivery again")).await;
     j.advance(minutes(4)).await;
     j.shopify("fulfillment_events/create", "e-7", &shopify_event(7, "ready_for_pickup", day2 + minutes(4), "Ready at the UPS Access Point")).await;
@@ -252,7 +292,7 @@ async fn shopify_order_life_sends_exactly_the_right_emails_at_the_right_time() {
 
     // Delivered (reported twice), then a late "in transit" from before: nothing more.
     let day3 = t + days(3);
-    j.clock.set(day3);
+    j.set(day3).await;
     j.shopify("fulfillment_events/create", "e-8", &shopify_event(8, "delivered", day3, "Delivered")).await;
     j.shopify("fulfillment_events/create", "e-9", &shopify_event(9, "delivered", day3 + minutes(1), "Delivered")).await;
     j.advance(minutes(10)).await;
@@ -269,11 +309,11 @@ async fn shopify_order_life_sends_exactly_the_right_emails_at_the_right_time() {
     j.stack.scheduler = j.stack.start_scheduler().await;
 
     // Not a minute early…
-    j.clock.set(delivered_at + days(3) - minutes(1));
+    j.set(delivered_at + days(3) - minutes(1)).await;
     j.settle().await;
     j.expect(&expected).await;
     // …and once, on time, with the tenant's review coupon.
-    j.clock.set(delivered_at + days(3));
+    j.set(delivered_at + days(3)).await;
     j.settle().await;
     expected.push("review_request");
     let mail = j.expect(&expected).await;
@@ -342,20 +382,20 @@ async fn woocommerce_order_with_easypost_tracking_sends_exactly_the_right_emails
     // In transit (twice, the second a byte-identical redelivery): nothing to tell.
     let mut scans = vec![("pre_transit", "Shipping label created", t + hours(2))];
     scans.push(("in_transit", "Accepted at USPS origin facility", t + hours(6)));
-    j.clock.set(t + hours(6));
+    j.set(t + hours(6)).await;
     let transit = easypost_event("evt_2", &scans);
     j.easypost(&transit).await;
     j.easypost(&transit).await;
     j.advance(minutes(10)).await;
     scans.push(("in_transit", "Arrived at USPS regional facility", t + hours(20)));
-    j.clock.set(t + hours(20));
+    j.set(t + hours(20)).await;
     j.easypost(&easypost_event("evt_3", &scans)).await;
     j.advance(minutes(10)).await;
     j.expect(&["order_confirmation", "shipping_confirmation"]).await;
 
     // An exception, then a burst: out for delivery and delivered seven minutes apart.
     scans.push(("failure", "Weather delay", t + days(1)));
-    j.clock.set(t + days(1));
+    j.set(t + days(1)).await;
     j.easypost(&easypost_event("evt_4", &scans)).await;
     j.advance(minutes(10)).await;
     let mail = j.expect(&["order_confirmation", "shipping_confirmation", "shipment_update"]).await;
@@ -363,7 +403,7 @@ async fn woocommerce_order_with_easypost_tracking_sends_exactly_the_right_emails
 
     let day2 = t + days(2);
     scans.push(("out_for_delivery", "Out for delivery", day2));
-    j.clock.set(day2);
+    j.set(day2).await;
     j.easypost(&easypost_event("evt_5", &scans)).await;
     j.advance(minutes(7)).await;
     scans.push(("delivered", "Delivered, in mailbox", day2 + minutes(7)));
@@ -381,10 +421,10 @@ async fn woocommerce_order_with_easypost_tracking_sends_exactly_the_right_emails
     j.advance(hours(1)).await;
     j.expect(&["order_confirmation", "shipping_confirmation", "shipment_update", "delivered"]).await;
 
-    j.clock.set(delivered_at + days(3) - minutes(1));
+    j.set(delivered_at + days(3) - minutes(1)).await;
     j.settle().await;
     j.expect(&["order_confirmation", "shipping_confirmation", "shipment_update", "delivered"]).await;
-    j.clock.set(delivered_at + days(3));
+    j.set(delivered_at + days(3)).await;
     j.settle().await;
     let mail = j.expect(&["order_confirmation", "shipping_confirmation", "shipment_update", "delivered", "review_request"]).await;
     assert!(body_text(&mail).contains("THANKS10"));
