@@ -17,21 +17,41 @@
 //!   one `v1` entry must match one configured secret; other versions (`v1a`, `v2`) are
 //!   skipped. A secret `whsec_<base64>` is the base64-decoded key, any other secret is used
 //!   as raw bytes. Tags are compared in constant time;
-//! - `data` must be the contract payload (`OrderPlaced` or `ShipmentUpdated`), so the
-//!   contract types reject what they cannot hold (an invalid email or currency, an id that
-//!   is a number instead of a string, a float amount); on top of that an order's amounts
-//!   must all be in the order's currency, and a shipment needs a carrier slug, a tracking
-//!   number and a carrier status;
+//! - the accepted types are the events a shop or carrier reports: `order.placed`,
+//!   `order.paid|cancelled|fulfilled`, `fulfillment.created|updated|status_updated`,
+//!   `shipment.updated`, `checkout.updated`, `customer.created|updated`. Which Postflow
+//!   event type is accepted is one exhaustive match (`accepted`), so a new contract type
+//!   needs a decision here;
+//! - `data` must be that type's contract payload, so the contract types reject what they
+//!   cannot hold (an invalid email or currency, an id that is a number instead of a string,
+//!   a float amount); on top of that ids and the parts of a business key are not blank, line
+//!   quantities are at least 1, the amounts of an order, a checkout or a fulfillment are all
+//!   in one currency (the order's, the checkout's, a fulfillment's first line's), a carrier
+//!   is a lowercase slug, and a customer change names an email or an id;
+//! - the event time is `occurred_at`, else the payload's own time (`placed_at`, `status_at`,
+//!   `updated_at`); the types whose payload has no time of its own (order changes,
+//!   fulfillments, customers) require `occurred_at`;
 //! - the idempotency key is `postflow:` + the body's `idempotency_key` if it has one, else
-//!   the business key (`postflow:order:{id}:placed`,
-//!   `postflow:shipment:{carrier}:{tracking_number}:{carrier_status}:{status_at unix}`);
-//! - an unknown `type` is acknowledged and ignored, so senders may post more than Postflow
+//!   the business key (`order:{id}:placed|paid|cancelled|fulfilled`,
+//!   `fulfillment:{id}:created`, `fulfillment:{id}:updated:{occurred_at unix}`,
+//!   `fulfillment:{id}:status:{carrier_status}:{status_at unix}`,
+//!   `shipment:{carrier}:{tracking_number}:{carrier_status}:{status_at unix}`,
+//!   `checkout:{id}:{updated_at unix}`,
+//!   `customer:{email in lowercase, else id}:created|updated:{occurred_at unix}`);
+//! - Postflow's other event types are refused (422), not ignored: `shipment.progressed` and
+//!   `shipment.stalled` are derived by Postflow, `privacy.requested` must come from a
+//!   platform that verifies the requester, and `email.*` are Postflow's own;
+//! - any other `type` is acknowledged and ignored, so senders may post more than Postflow
 //!   uses; unknown fields are ignored too.
 
 use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use contracts::{Envelope, Event, Money, Order, OrderPlaced, ShipmentUpdated, Source, TenantId};
+use contracts::{
+    Checkout, Currency, Customer, CustomerChanged, Envelope, Event, EventKind, ExternalId,
+    Fulfillment, FulfillmentStatusUpdated, Money, Order, OrderChanged, OrderLine, OrderPlaced,
+    ShipmentUpdated, Source, TenantId,
+};
 use hmac::Mac;
 use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
@@ -55,6 +75,9 @@ pub const SECRET_PREFIX: &str = "whsec_";
 pub const MAX_IDEMPOTENCY_KEY: usize = 200;
 /// Longest `type`.
 pub const MAX_TYPE: usize = 64;
+/// Types under this prefix are Postflow's own email events, refused even when the contract
+/// has no such type yet.
+const EMAIL_PREFIX: &str = "email.";
 
 const ID_HEADER: [&str; 1] = ["webhook-id"];
 const TIMESTAMP_HEADER: [&str; 1] = ["webhook-timestamp"];
@@ -78,7 +101,8 @@ pub enum Payload {
     /// A `type` this adapter turns into an event.
     Event {
         event: Event,
-        /// `occurred_at`, else the order's `placed_at` or the shipment's `status_at`.
+        /// `occurred_at`, else the payload's own time (`placed_at`, `status_at`,
+        /// `updated_at`).
         occurred_at: OffsetDateTime,
         /// Already prefixed with `postflow:`.
         idempotency_key: String,
@@ -153,8 +177,9 @@ pub fn verify<H: Headers + ?Sized>(
     }
 }
 
-/// Maps a verified delivery to events: one for `order.placed` or `shipment.updated`,
-/// [`Parsed::Ignored`] (naming the type) for any other `type`.
+/// Maps a verified delivery to events: one for an accepted `type`, [`Parsed::Ignored`]
+/// (naming the type) for a type that is not Postflow's, and [`AdapterError::Invalid`] for
+/// one of Postflow's types this format refuses.
 pub fn parse<H: Headers + ?Sized>(
     _verified: &Verified,
     tenant: &TenantId,
@@ -244,6 +269,62 @@ fn is_carrier_slug(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-".contains(c))
 }
 
+/// The payload family of an accepted type, with what tells its types apart.
+#[derive(Debug, Clone, Copy)]
+enum Accepted {
+    OrderPlaced,
+    /// `order.paid|cancelled|fulfilled`: the key's last part and the event it makes.
+    OrderChanged(&'static str, fn(OrderChanged) -> Event),
+    /// `fulfillment.created` (true) or `fulfillment.updated` (false).
+    Fulfillment {
+        created: bool,
+    },
+    FulfillmentStatus,
+    Shipment,
+    Checkout,
+    /// `customer.created` (true) or `customer.updated` (false).
+    Customer {
+        created: bool,
+    },
+}
+
+/// Why Postflow's derived shipment events are refused.
+const REFUSED_DERIVED: &str = "postflow derives it from the shipment.updated and \
+     fulfillment.status_updated it receives; send those instead";
+/// Why privacy requests are refused.
+const REFUSED_PRIVACY: &str = "privacy requests must come from a platform that verifies \
+     the requester, not through this format";
+/// Why email events are refused.
+const REFUSED_EMAIL: &str = "email events are postflow's own and are not accepted from a source";
+
+/// What this format does with the Postflow event type `kind`: the payload it accepts, or
+/// why it refuses the type. Exhaustive on purpose: a new contract type must be decided here.
+fn accepted(kind: EventKind) -> Result<Accepted, &'static str> {
+    Ok(match kind {
+        EventKind::OrderPlaced => Accepted::OrderPlaced,
+        EventKind::OrderPaid => Accepted::OrderChanged("paid", Event::OrderPaid),
+        EventKind::OrderCancelled => Accepted::OrderChanged("cancelled", Event::OrderCancelled),
+        EventKind::OrderFulfilled => Accepted::OrderChanged("fulfilled", Event::OrderFulfilled),
+        EventKind::FulfillmentCreated => Accepted::Fulfillment { created: true },
+        EventKind::FulfillmentUpdated => Accepted::Fulfillment { created: false },
+        // The shop's own status of its own fulfillment: a report, not a derivation.
+        EventKind::FulfillmentStatusUpdated => Accepted::FulfillmentStatus,
+        EventKind::ShipmentUpdated => Accepted::Shipment,
+        EventKind::CheckoutUpdated => Accepted::Checkout,
+        EventKind::CustomerCreated => Accepted::Customer { created: true },
+        EventKind::CustomerUpdated => Accepted::Customer { created: false },
+        EventKind::ShipmentProgressed | EventKind::ShipmentStalled => {
+            return Err(REFUSED_DERIVED);
+        }
+        EventKind::PrivacyRequested => return Err(REFUSED_PRIVACY),
+        EventKind::EmailSent
+        | EventKind::EmailBounced
+        | EventKind::EmailOpened
+        | EventKind::EmailClicked
+        | EventKind::EmailUnsubscribed => return Err(REFUSED_EMAIL),
+    })
+}
+
 /// The outer shape without `data`, to learn the type before reading the payload. The
 /// fields are read as any JSON value, so a wrong type is reported with the field's name
 /// (and `occurred_at` and `idempotency_key` are not looked at for an ignored type).
@@ -282,6 +363,13 @@ struct RawData<T> {
     data: Option<T>,
 }
 
+/// An accepted body mapped: the event, its time and its business key (without prefix).
+struct Mapped {
+    event: Event,
+    occurred_at: OffsetDateTime,
+    key: String,
+}
+
 fn parse_payload(body: &[u8]) -> Result<Payload, AdapterError> {
     let head: RawHead = read_json(body)?;
     let kind = string_field("type", head.kind)?.ok_or_else(|| missing("type"))?;
@@ -290,51 +378,51 @@ fn parse_payload(body: &[u8]) -> Result<Payload, AdapterError> {
             "type {kind:?}: expected 1 to {MAX_TYPE} lowercase letters, digits, '.', '_' or '-'"
         ))));
     }
-    let (event, natural_time, business_key) = match kind.as_str() {
-        TYPE_ORDER_PLACED => {
-            let placed: OrderPlaced = read_data(body)?;
-            check_order(&placed.order)?;
-            let at = placed.order.placed_at;
-            let key = format!("order:{}:placed", placed.order.id);
-            (Event::OrderPlaced(placed), at, key)
-        }
-        TYPE_SHIPMENT_UPDATED => {
-            let shipment: ShipmentUpdated = read_data(body)?;
-            check_shipment(&shipment)?;
-            let at = shipment.status_at;
-            let key = format!(
-                "shipment:{}:{}:{}:{}",
-                shipment.carrier,
-                shipment.tracking_number,
-                shipment.carrier_status,
-                at.unix_timestamp()
-            );
-            (Event::ShipmentUpdated(shipment), at, key)
-        }
-        _ => return Ok(Payload::Unknown { kind }),
+    let accepted = match EventKind::parse(&kind).map(accepted) {
+        Some(Ok(accepted)) => accepted,
+        Some(Err(why)) => return Err(refused(&kind, why)),
+        None if kind.starts_with(EMAIL_PREFIX) => return Err(refused(&kind, REFUSED_EMAIL)),
+        None => return Ok(Payload::Unknown { kind }),
     };
     let occurred_at = match string_field("occurred_at", head.occurred_at)? {
-        Some(s) => OffsetDateTime::parse(s.trim(), &Rfc3339).map_err(|_| {
+        Some(s) => Some(OffsetDateTime::parse(s.trim(), &Rfc3339).map_err(|_| {
             AdapterError::Invalid(clip(format!(
                 "occurred_at {s:?}: expected an RFC 3339 date-time"
             )))
-        })?,
-        None => natural_time,
+        })?),
+        None => None,
     };
-    let key = match string_field("idempotency_key", head.idempotency_key)? {
-        Some(k) if is_idempotency_key(&k) => k,
+    let idempotency_key = match string_field("idempotency_key", head.idempotency_key)? {
+        Some(k) if is_idempotency_key(&k) => Some(k),
         Some(k) => {
             return Err(AdapterError::Invalid(clip(format!(
                 "idempotency_key {k:?}: expected 1 to {MAX_IDEMPOTENCY_KEY} visible ascii characters"
             ))));
         }
-        None => business_key,
+        None => None,
+    };
+    let at = When {
+        kind: &kind,
+        occurred_at,
+    };
+    let mapped = match accepted {
+        Accepted::OrderPlaced => order_placed(read_data(body)?, at)?,
+        Accepted::OrderChanged(suffix, make) => order_changed(read_data(body)?, at, suffix, make)?,
+        Accepted::Fulfillment { created } => fulfillment(read_data(body)?, at, created)?,
+        Accepted::FulfillmentStatus => fulfillment_status(read_data(body)?, at)?,
+        Accepted::Shipment => shipment(read_data(body)?, at)?,
+        Accepted::Checkout => checkout(read_data(body)?, at)?,
+        Accepted::Customer { created } => customer(read_data(body)?, at, created)?,
     };
     Ok(Payload::Event {
-        event,
-        occurred_at,
-        idempotency_key: format!("postflow:{key}"),
+        event: mapped.event,
+        occurred_at: mapped.occurred_at,
+        idempotency_key: format!("postflow:{}", idempotency_key.unwrap_or(mapped.key)),
     })
+}
+
+fn refused(kind: &str, why: &str) -> AdapterError {
+    AdapterError::Invalid(clip(format!("type {kind:?}: not accepted, {why}")))
 }
 
 fn read_data<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, AdapterError> {
@@ -342,70 +430,278 @@ fn read_data<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, AdapterErro
     data.ok_or_else(|| missing("data"))
 }
 
-/// What the contract types cannot say: an order's amounts are all in its currency, and its
-/// id and number are not blank.
-fn check_order(order: &Order) -> Result<(), AdapterError> {
-    if order.id.as_str().trim().is_empty() {
-        return Err(AdapterError::Invalid(
-            "data.order.id: must not be blank".to_owned(),
-        ));
+/// The body's type and `occurred_at`, to date an event.
+#[derive(Clone, Copy)]
+struct When<'a> {
+    kind: &'a str,
+    occurred_at: Option<OffsetDateTime>,
+}
+
+impl When<'_> {
+    /// `occurred_at`, else the payload's own time.
+    fn or(self, natural: OffsetDateTime) -> OffsetDateTime {
+        self.occurred_at.unwrap_or(natural)
     }
-    if order.number.trim().is_empty() {
-        return Err(AdapterError::Invalid(
-            "data.order.number: must not be blank".to_owned(),
-        ));
+
+    /// `occurred_at`, required: the payload has no time of its own.
+    fn required(self) -> Result<OffsetDateTime, AdapterError> {
+        self.occurred_at.ok_or_else(|| {
+            AdapterError::Invalid(format!(
+                "missing field `occurred_at`: {} carries no time of its own",
+                self.kind
+            ))
+        })
     }
-    let totals = [
+}
+
+fn order_placed(placed: OrderPlaced, at: When<'_>) -> Result<Mapped, AdapterError> {
+    check_order("data.order", &placed.order)?;
+    Ok(Mapped {
+        occurred_at: at.or(placed.order.placed_at),
+        key: format!("order:{}:placed", placed.order.id),
+        event: Event::OrderPlaced(placed),
+    })
+}
+
+fn order_changed(
+    changed: OrderChanged,
+    at: When<'_>,
+    suffix: &str,
+    make: fn(OrderChanged) -> Event,
+) -> Result<Mapped, AdapterError> {
+    check_order("data.order", &changed.order)?;
+    Ok(Mapped {
+        occurred_at: at.required()?,
+        key: format!("order:{}:{suffix}", changed.order.id),
+        event: make(changed),
+    })
+}
+
+fn fulfillment(f: Fulfillment, at: When<'_>, created: bool) -> Result<Mapped, AdapterError> {
+    check_fulfillment(&f)?;
+    let occurred_at = at.required()?;
+    let (key, event) = if created {
+        (
+            format!("fulfillment:{}:created", f.id),
+            Event::FulfillmentCreated(f),
+        )
+    } else {
+        (
+            format!(
+                "fulfillment:{}:updated:{}",
+                f.id,
+                occurred_at.unix_timestamp()
+            ),
+            Event::FulfillmentUpdated(f),
+        )
+    };
+    Ok(Mapped {
+        event,
+        occurred_at,
+        key,
+    })
+}
+
+fn fulfillment_status(
+    update: FulfillmentStatusUpdated,
+    at: When<'_>,
+) -> Result<Mapped, AdapterError> {
+    not_blank("data.order_id", update.order_id.as_str())?;
+    not_blank("data.fulfillment_id", update.fulfillment_id.as_str())?;
+    not_blank("data.carrier_status", &update.carrier_status)?;
+    Ok(Mapped {
+        occurred_at: at.or(update.status_at),
+        key: format!(
+            "fulfillment:{}:status:{}:{}",
+            update.fulfillment_id,
+            update.carrier_status,
+            update.status_at.unix_timestamp()
+        ),
+        event: Event::FulfillmentStatusUpdated(update),
+    })
+}
+
+fn shipment(shipment: ShipmentUpdated, at: When<'_>) -> Result<Mapped, AdapterError> {
+    check_shipment(&shipment)?;
+    Ok(Mapped {
+        occurred_at: at.or(shipment.status_at),
+        key: format!(
+            "shipment:{}:{}:{}:{}",
+            shipment.carrier,
+            shipment.tracking_number,
+            shipment.carrier_status,
+            shipment.status_at.unix_timestamp()
+        ),
+        event: Event::ShipmentUpdated(shipment),
+    })
+}
+
+fn checkout(checkout: Checkout, at: When<'_>) -> Result<Mapped, AdapterError> {
+    check_checkout(&checkout)?;
+    Ok(Mapped {
+        occurred_at: at.or(checkout.updated_at),
+        key: format!(
+            "checkout:{}:{}",
+            checkout.id,
+            checkout.updated_at.unix_timestamp()
+        ),
+        event: Event::CheckoutUpdated(checkout),
+    })
+}
+
+fn customer(changed: CustomerChanged, at: When<'_>, created: bool) -> Result<Mapped, AdapterError> {
+    check_customer("data.customer", &changed.customer)?;
+    let who = match (&changed.customer.email, &changed.customer.id) {
+        (Some(email), _) => email.key(),
+        (None, Some(id)) => id.as_str().to_owned(),
+        (None, None) => {
+            return Err(AdapterError::Invalid(
+                "data.customer: needs an email or an id".to_owned(),
+            ));
+        }
+    };
+    let occurred_at = at.required()?;
+    let (what, make): (_, fn(CustomerChanged) -> Event) = if created {
+        ("created", Event::CustomerCreated)
+    } else {
+        ("updated", Event::CustomerUpdated)
+    };
+    Ok(Mapped {
+        key: format!("customer:{who}:{what}:{}", occurred_at.unix_timestamp()),
+        occurred_at,
+        event: make(changed),
+    })
+}
+
+/// A required string that must have more than whitespace in it.
+fn not_blank(field: &str, value: &str) -> Result<(), AdapterError> {
+    if value.trim().is_empty() {
+        return Err(AdapterError::Invalid(format!("{field}: must not be blank")));
+    }
+    Ok(())
+}
+
+/// An optional id: absent is fine, blank is not.
+fn optional_id(field: &str, id: Option<&ExternalId>) -> Result<(), AdapterError> {
+    id.map_or(Ok(()), |id| not_blank(field, id.as_str()))
+}
+
+/// What the contract types cannot say about an order: its id, number and other ids are
+/// not blank, its lines have a quantity, and its amounts are all in its currency.
+fn check_order(at: &str, order: &Order) -> Result<(), AdapterError> {
+    not_blank(&format!("{at}.id"), order.id.as_str())?;
+    not_blank(&format!("{at}.number"), &order.number)?;
+    check_customer(&format!("{at}.customer"), &order.customer)?;
+    for (name, money) in [
         ("subtotal", &order.subtotal),
         ("shipping", &order.shipping),
         ("tax", &order.tax),
         ("discounts", &order.discounts),
         ("total", &order.total),
-    ]
-    .into_iter()
-    .map(|(name, money)| (name.to_owned(), money));
-    let lines = order.lines.iter().enumerate().flat_map(|(i, line)| {
-        [
-            (format!("lines[{i}].unit_price"), &line.unit_price),
-            (format!("lines[{i}].total"), &line.total),
-        ]
-    });
-    for (field, money) in totals.chain(lines) {
-        check_currency(&field, money, order)?;
+    ] {
+        check_currency(&format!("{at}.{name}"), money, &order.currency, "order")?;
+    }
+    check_lines(at, &order.lines, &order.currency, "order")
+}
+
+/// A customer's id, when it has one, is not blank.
+fn check_customer(at: &str, customer: &Customer) -> Result<(), AdapterError> {
+    optional_id(&format!("{at}.id"), customer.id.as_ref())
+}
+
+/// `{at}.lines`: ids not blank, a quantity of at least 1, amounts in `currency` (of `whose`).
+fn check_lines(
+    at: &str,
+    lines: &[OrderLine],
+    currency: &Currency,
+    whose: &str,
+) -> Result<(), AdapterError> {
+    for (i, line) in lines.iter().enumerate() {
+        let field = format!("{at}.lines[{i}]");
+        optional_id(&format!("{field}.product_id"), line.product_id.as_ref())?;
+        optional_id(&format!("{field}.variant_id"), line.variant_id.as_ref())?;
+        if line.quantity == 0 {
+            return Err(AdapterError::Invalid(format!(
+                "{field}.quantity: must be at least 1"
+            )));
+        }
+        check_currency(
+            &format!("{field}.unit_price"),
+            &line.unit_price,
+            currency,
+            whose,
+        )?;
+        check_currency(&format!("{field}.total"), &line.total, currency, whose)?;
     }
     Ok(())
 }
 
-fn check_currency(field: &str, money: &Money, order: &Order) -> Result<(), AdapterError> {
-    if money.currency == order.currency {
+fn check_currency(
+    field: &str,
+    money: &Money,
+    currency: &Currency,
+    whose: &str,
+) -> Result<(), AdapterError> {
+    if money.currency == *currency {
         return Ok(());
     }
     Err(AdapterError::Invalid(format!(
-        "data.order.{field}: currency {} differs from the order currency {}",
-        money.currency, order.currency
+        "{field}: currency {} differs from the {whose} currency {currency}",
+        money.currency
     )))
+}
+
+/// What the contract types cannot say about a fulfillment: its ids and status are not
+/// blank, its carrier is a slug, its tracking numbers and links are not blank, and its lines
+/// are sane and in one currency (the first line's).
+fn check_fulfillment(f: &Fulfillment) -> Result<(), AdapterError> {
+    not_blank("data.id", f.id.as_str())?;
+    not_blank("data.order_id", f.order_id.as_str())?;
+    not_blank("data.status", &f.status)?;
+    if let Some(carrier) = &f.carrier {
+        check_carrier("data.carrier", carrier)?;
+    }
+    for (i, number) in f.tracking_numbers.iter().enumerate() {
+        not_blank(&format!("data.tracking_numbers[{i}]"), number)?;
+    }
+    for (i, url) in f.tracking_urls.iter().enumerate() {
+        not_blank(&format!("data.tracking_urls[{i}]"), url)?;
+    }
+    match f.lines.first() {
+        Some(first) => check_lines("data", &f.lines, &first.unit_price.currency, "fulfillment"),
+        None => Ok(()),
+    }
+}
+
+/// What the contract types cannot say about a checkout: its ids are not blank, its lines
+/// have a quantity, and its amounts are all in its currency.
+fn check_checkout(checkout: &Checkout) -> Result<(), AdapterError> {
+    not_blank("data.id", checkout.id.as_str())?;
+    check_customer("data.customer", &checkout.customer)?;
+    check_currency(
+        "data.total",
+        &checkout.total,
+        &checkout.currency,
+        "checkout",
+    )?;
+    check_lines("data", &checkout.lines, &checkout.currency, "checkout")
+}
+
+fn check_carrier(field: &str, carrier: &str) -> Result<(), AdapterError> {
+    if is_carrier_slug(carrier) {
+        return Ok(());
+    }
+    Err(AdapterError::Invalid(clip(format!(
+        "{field} {carrier:?}: expected a lowercase slug such as \"ups\" or \"dhl-express\""
+    ))))
 }
 
 /// What the contract types cannot say: a carrier slug, and a tracking number and carrier
 /// status that are not blank (all three make up the business key).
 fn check_shipment(shipment: &ShipmentUpdated) -> Result<(), AdapterError> {
-    if !is_carrier_slug(&shipment.carrier) {
-        return Err(AdapterError::Invalid(clip(format!(
-            "data.carrier {:?}: expected a lowercase slug such as \"ups\" or \"dhl-express\"",
-            shipment.carrier
-        ))));
-    }
-    if shipment.tracking_number.trim().is_empty() {
-        return Err(AdapterError::Invalid(
-            "data.tracking_number: must not be blank".to_owned(),
-        ));
-    }
-    if shipment.carrier_status.trim().is_empty() {
-        return Err(AdapterError::Invalid(
-            "data.carrier_status: must not be blank".to_owned(),
-        ));
-    }
-    Ok(())
+    check_carrier("data.carrier", &shipment.carrier)?;
+    not_blank("data.tracking_number", &shipment.tracking_number)?;
+    not_blank("data.carrier_status", &shipment.carrier_status)
 }
 
 #[cfg(test)]
@@ -419,22 +715,27 @@ mod tests {
     use std::fmt;
 
     use super::*;
-    use contracts::{
-        Address, Checkpoint, Currency, Customer, EmailAddress, ExternalId, OrderLine,
-        ShipmentStatus,
-    };
+    use contracts::{Address, Checkpoint, EmailAddress, ShipmentStatus};
     use serde_json::{Value, json};
     use time::macros::datetime;
 
-    const VECTOR: &[u8] = include_bytes!(
-        "../../fixtures/standard_webhooks_test_vector.json"
-    );
+    const VECTOR: &[u8] = include_bytes!("../../fixtures/standard_webhooks_test_vector.json");
     const SCHEMA: &str = include_str!("../../../../proto/webhooks/postflow-generic.schema.json");
     const DOC: &str = include_str!("../../../../proto/webhooks/postflow-generic.md");
     // The `$ref` targets of the schema, relative to it (a missing file fails the build).
     const ORDER_SCHEMA: &str = include_str!("../../../../proto/schemas/order.placed.schema.json");
     const SHIPMENT_SCHEMA: &str =
         include_str!("../../../../proto/schemas/shipment.updated.schema.json");
+    const ORDER_CHANGED_SCHEMA: &str =
+        include_str!("../../../../proto/schemas/order.changed.schema.json");
+    const FULFILLMENT_SCHEMA: &str =
+        include_str!("../../../../proto/schemas/fulfillment.schema.json");
+    const FULFILLMENT_STATUS_SCHEMA: &str =
+        include_str!("../../../../proto/schemas/fulfillment.status_updated.schema.json");
+    const CHECKOUT_SCHEMA: &str =
+        include_str!("../../../../proto/schemas/checkout.updated.schema.json");
+    const CUSTOMER_SCHEMA: &str =
+        include_str!("../../../../proto/schemas/customer.changed.schema.json");
 
     const SECRET: &[u8] = b"whsec_ADL1lpoNGABJHoA1DkvL5ygzhuK3H8PMMmqg+Iou5Io=";
     const OLD_SECRET: &[u8] = b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -624,6 +925,366 @@ mod tests {
         match result {
             Err(AdapterError::Invalid(m)) => m.contains(needle),
             _ => false,
+        }
+    }
+
+    /// `occurred_at` of the sample bodies whose payload has no time of its own.
+    const AT: &str = "2026-03-14T18:05:00+01:00";
+    const AT_UNIX: i64 = 1773507900;
+
+    fn sample_fulfillment() -> Fulfillment {
+        let order = sample_order();
+        Fulfillment {
+            // Above 2^64: an id only a string carries exactly.
+            id: ExternalId::new("18446744073709551616"),
+            order_id: order.id,
+            status: "success".to_owned(),
+            carrier: Some("dhl".to_owned()),
+            carrier_name: Some("DHL".to_owned()),
+            tracking_numbers: vec![
+                "JJD000390007882719".to_owned(),
+                "JJD000390007882720".to_owned(),
+            ],
+            tracking_urls: vec!["https://track.example/JJD000390007882719".to_owned()],
+            lines: order.lines,
+            destination: order.shipping_address,
+            email: order.customer.email,
+        }
+    }
+
+    fn sample_status() -> FulfillmentStatusUpdated {
+        FulfillmentStatusUpdated {
+            order_id: ExternalId::new("18446744073709551615"),
+            fulfillment_id: ExternalId::new("18446744073709551616"),
+            status: ShipmentStatus::InTransit,
+            carrier_status: "in_transit".to_owned(),
+            message: Some("Arrived at the sorting centre".to_owned()),
+            location: Some("Madrid, ES".to_owned()),
+            status_at: datetime!(2026-03-15 06:12:44 +01:00),
+            estimated_delivery: Some(datetime!(2026-03-16 18:00:00 +01:00)),
+        }
+    }
+
+    fn sample_checkout() -> Checkout {
+        let order = sample_order();
+        Checkout {
+            id: ExternalId::new("9007199254740993"),
+            customer: order.customer,
+            currency: order.currency,
+            lines: order.lines,
+            total: eur(5700),
+            recovery_url: Some(
+                "https://shop.example/checkouts/9007199254740993/recover".to_owned(),
+            ),
+            updated_at: datetime!(2026-03-14 21:03:11 +01:00),
+            completed_at: None,
+        }
+    }
+
+    fn sample_customer() -> CustomerChanged {
+        let order = sample_order();
+        CustomerChanged {
+            customer: Customer {
+                id: Some(ExternalId::new("9007199254740993")),
+                email: Some(EmailAddress::parse("Ana.Garcia@Example.com").unwrap()),
+                ..order.customer
+            },
+            default_address: order.shipping_address,
+        }
+    }
+
+    fn changed_body(kind: &str) -> Value {
+        json!({
+            "type": kind,
+            "occurred_at": AT,
+            "data": {"order": sample_order(), "reason": "customer"}
+        })
+    }
+
+    fn fulfillment_body(kind: &str) -> Value {
+        json!({"type": kind, "occurred_at": AT, "data": sample_fulfillment()})
+    }
+
+    fn status_body() -> Value {
+        json!({"type": "fulfillment.status_updated", "data": sample_status()})
+    }
+
+    fn checkout_body() -> Value {
+        json!({"type": "checkout.updated", "data": sample_checkout()})
+    }
+
+    fn customer_body(kind: &str) -> Value {
+        json!({"type": kind, "occurred_at": AT, "data": sample_customer()})
+    }
+
+    /// A valid body of every accepted type, in the order of [`EventKind::ALL`].
+    fn valid_bodies() -> Vec<(&'static str, Value)> {
+        vec![
+            ("order.placed", order_body()),
+            ("order.paid", changed_body("order.paid")),
+            ("order.cancelled", changed_body("order.cancelled")),
+            ("order.fulfilled", changed_body("order.fulfilled")),
+            (
+                "fulfillment.created",
+                fulfillment_body("fulfillment.created"),
+            ),
+            (
+                "fulfillment.updated",
+                fulfillment_body("fulfillment.updated"),
+            ),
+            ("fulfillment.status_updated", status_body()),
+            ("shipment.updated", shipment_body()),
+            ("checkout.updated", checkout_body()),
+            ("customer.created", customer_body("customer.created")),
+            ("customer.updated", customer_body("customer.updated")),
+        ]
+    }
+
+    fn key_of(body: &[u8]) -> String {
+        match parse_untrusted(body) {
+            Ok(Payload::Event {
+                idempotency_key, ..
+            }) => idempotency_key,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    /// Posts `body` through the whole adapter and checks the envelope it makes: the key,
+    /// the time, the source, the exact event, and the same `data` back out, ids as strings.
+    fn assert_maps(body: &Value, key: &str, at: OffsetDateTime, expected: Event) {
+        let raw = bytes(body);
+        let env = envelope(&raw, "msg_journey_1");
+        let kind = body["type"].as_str().unwrap();
+        assert_eq!(env.tenant, tenant());
+        assert_eq!(env.idempotency_key, key, "{kind}");
+        assert_eq!(env.occurred_at, at, "{kind}");
+        assert_eq!(
+            env.source,
+            Source {
+                system: "postflow".to_owned(),
+                delivery_id: Some("msg_journey_1".to_owned()),
+                topic: Some(kind.to_owned()),
+            }
+        );
+        assert_eq!(env.event, expected, "{kind}");
+        // A redelivery under another webhook-id is the same event.
+        assert_eq!(envelope(&raw, "msg_journey_2").id, env.id);
+        let json = serde_json::to_value(&env).unwrap();
+        assert_eq!(json["type"], kind);
+        assert_eq!(json["data"], body["data"], "{kind}");
+    }
+
+    // --- A JSON Schema (2020-12) check for the keywords these schemas use. An unknown
+    // keyword or pattern fails the test, so the schema cannot promise more than is checked,
+    // and the patterns are checked with the receiver's own predicates.
+
+    const ROOT: &str = "postflow-generic.schema.json";
+
+    struct Validator {
+        files: Vec<(&'static str, Value)>,
+    }
+
+    impl Validator {
+        fn new() -> Self {
+            let files = [
+                (ROOT, SCHEMA),
+                ("../schemas/order.placed.schema.json", ORDER_SCHEMA),
+                ("../schemas/order.changed.schema.json", ORDER_CHANGED_SCHEMA),
+                ("../schemas/fulfillment.schema.json", FULFILLMENT_SCHEMA),
+                (
+                    "../schemas/fulfillment.status_updated.schema.json",
+                    FULFILLMENT_STATUS_SCHEMA,
+                ),
+                ("../schemas/shipment.updated.schema.json", SHIPMENT_SCHEMA),
+                ("../schemas/checkout.updated.schema.json", CHECKOUT_SCHEMA),
+                ("../schemas/customer.changed.schema.json", CUSTOMER_SCHEMA),
+            ];
+            Validator {
+                files: files
+                    .into_iter()
+                    .map(|(name, text)| (name, serde_json::from_str(text).unwrap()))
+                    .collect(),
+            }
+        }
+
+        fn file(&self, name: &str) -> &Value {
+            let found = self.files.iter().find(|(n, _)| *n == name);
+            &found.unwrap_or_else(|| panic!("no schema file {name}")).1
+        }
+
+        /// The file and subschema a `$ref` written in `file` names.
+        fn resolve<'a>(&'a self, file: &'a str, reference: &'a str) -> (&'a str, &'a Value) {
+            let (path, pointer) = reference.split_once('#').unwrap_or((reference, ""));
+            let file = if path.is_empty() { file } else { path };
+            let target = self.file(file).pointer(pointer);
+            (
+                file,
+                target.unwrap_or_else(|| panic!("{reference} resolves to nothing")),
+            )
+        }
+
+        /// Why `value` is not a valid webhook body (empty: it is).
+        fn errors(&self, value: &Value) -> Vec<String> {
+            let mut errors = Vec::new();
+            self.check(ROOT, self.file(ROOT), value, "$", &mut errors);
+            errors
+        }
+
+        fn passes(&self, file: &str, schema: &Value, value: &Value, at: &str) -> Vec<String> {
+            let mut errors = Vec::new();
+            self.check(file, schema, value, at, &mut errors);
+            errors
+        }
+
+        fn check(
+            &self,
+            file: &str,
+            schema: &Value,
+            value: &Value,
+            at: &str,
+            errors: &mut Vec<String>,
+        ) {
+            let keywords = schema
+                .as_object()
+                .unwrap_or_else(|| panic!("{at}: schema is not an object"));
+            for (keyword, arg) in keywords {
+                match keyword.as_str() {
+                    "$schema" | "title" | "description" | "default" | "examples" | "$defs" => {}
+                    "$ref" => {
+                        let (file, target) = self.resolve(file, arg.as_str().unwrap());
+                        self.check(file, target, value, at, errors);
+                    }
+                    "type" => {
+                        let types: Vec<&str> = match arg {
+                            Value::Array(types) => {
+                                types.iter().map(|t| t.as_str().unwrap()).collect()
+                            }
+                            other => vec![other.as_str().unwrap()],
+                        };
+                        if !types.iter().any(|t| has_type(value, t)) {
+                            errors.push(format!("{at}: expected {types:?}, found {value}"));
+                        }
+                    }
+                    "properties" => {
+                        if let Value::Object(object) = value {
+                            for (name, sub) in arg.as_object().unwrap() {
+                                if let Some(v) = object.get(name) {
+                                    self.check(file, sub, v, &format!("{at}.{name}"), errors);
+                                }
+                            }
+                        }
+                    }
+                    "required" => {
+                        if let Value::Object(object) = value {
+                            for name in arg.as_array().unwrap() {
+                                if !object.contains_key(name.as_str().unwrap()) {
+                                    errors
+                                        .push(format!("{at}.{}: required", name.as_str().unwrap()));
+                                }
+                            }
+                        }
+                    }
+                    "items" => {
+                        if let Value::Array(items) = value {
+                            for (i, item) in items.iter().enumerate() {
+                                self.check(file, arg, item, &format!("{at}[{i}]"), errors);
+                            }
+                        }
+                    }
+                    "enum" => {
+                        if !arg.as_array().unwrap().contains(value) {
+                            errors.push(format!("{at}: {value} is not one of {arg}"));
+                        }
+                    }
+                    "const" => {
+                        if arg != value {
+                            errors.push(format!("{at}: {value} is not {arg}"));
+                        }
+                    }
+                    "minimum" => {
+                        let min = arg.as_i64().unwrap();
+                        if value.as_i64().is_some_and(|n| n < min)
+                            || value.as_f64().is_some_and(|n| n < min as f64)
+                        {
+                            errors.push(format!("{at}: {value} is below {min}"));
+                        }
+                    }
+                    "pattern" => {
+                        if let Value::String(s) = value
+                            && !pattern(arg.as_str().unwrap())(s)
+                        {
+                            errors.push(format!("{at}: {s:?} does not match {arg}"));
+                        }
+                    }
+                    "format" => {
+                        if !format_holds(arg.as_str().unwrap(), value) {
+                            errors.push(format!("{at}: {value} is not a {arg}"));
+                        }
+                    }
+                    "anyOf" | "oneOf" | "allOf" => {
+                        let subs = arg.as_array().unwrap();
+                        let failures: Vec<Vec<String>> = subs
+                            .iter()
+                            .enumerate()
+                            .map(|(i, sub)| {
+                                self.passes(file, sub, value, &format!("{at}/{keyword}[{i}]"))
+                            })
+                            .collect();
+                        let passed = failures.iter().filter(|f| f.is_empty()).count();
+                        let ok = match keyword.as_str() {
+                            "anyOf" => passed >= 1,
+                            "oneOf" => passed == 1,
+                            _ => passed == subs.len(),
+                        };
+                        if !ok {
+                            errors.push(format!("{at}: {passed} of {keyword} pass: {failures:?}"));
+                        }
+                    }
+                    "not" => {
+                        if self.passes(file, arg, value, at).is_empty() {
+                            errors.push(format!("{at}: {value} matches the `not` schema {arg}"));
+                        }
+                    }
+                    other => panic!("{at}: keyword {other} is not checked by this test"),
+                }
+            }
+        }
+    }
+
+    fn has_type(value: &Value, kind: &str) -> bool {
+        match kind {
+            "object" => value.is_object(),
+            "array" => value.is_array(),
+            "string" => value.is_string(),
+            "boolean" => value.is_boolean(),
+            "null" => value.is_null(),
+            "integer" => value.is_i64() || value.is_u64(),
+            "number" => value.is_number(),
+            other => panic!("type {other} is not known to this test"),
+        }
+    }
+
+    /// What each pattern of the schemas means, as the receiver checks it.
+    fn pattern(p: &str) -> fn(&str) -> bool {
+        match p {
+            r"\S" => |s| !s.trim().is_empty(),
+            "^[A-Z]{3}$" => |s| s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase()),
+            "^[a-z0-9][a-z0-9_-]{0,63}$" => is_carrier_slug,
+            "^[a-z0-9][a-z0-9._-]{0,63}$" => is_event_type,
+            "^[!-~]{1,200}$" => is_idempotency_key,
+            r"^email\." => |s| s.starts_with(EMAIL_PREFIX),
+            other => panic!("pattern {other} is not known to this test"),
+        }
+    }
+
+    fn format_holds(format: &str, value: &Value) -> bool {
+        match (format, value) {
+            ("date-time", Value::String(s)) => OffsetDateTime::parse(s, &Rfc3339).is_ok(),
+            ("email", Value::String(s)) => EmailAddress::parse(s).is_ok(),
+            ("int64", v) => !v.is_number() || v.is_i64(),
+            ("uint32", v) => !v.is_number() || v.as_u64().is_some_and(|n| u32::try_from(n).is_ok()),
+            ("date-time" | "email", _) => true,
+            (other, _) => panic!("format {other} is not known to this test"),
         }
     }
 
@@ -1189,36 +1850,74 @@ mod tests {
 
     #[test]
     fn the_documented_examples_parse_and_the_schema_matches_the_code() {
-        // Every ```json block in the documentation is a body this adapter accepts.
+        // Every ```json block in the documentation is a body this adapter accepts and the
+        // schema validates, and the text says the key of each that has none of its own.
+        let v = Validator::new();
         let blocks: Vec<&str> = DOC
             .split("```json\n")
             .skip(1)
             .map(|rest| rest.split("\n```").next().unwrap())
             .collect();
-        assert_eq!(blocks.len(), 2);
         let mut got = Vec::new();
         for block in blocks {
+            let body: Value = serde_json::from_str(block).unwrap();
+            assert_eq!(v.errors(&body), Vec::<String>::new(), "{block}");
             match parse_untrusted(block.as_bytes()) {
                 Ok(Payload::Event {
                     event,
                     idempotency_key,
                     ..
-                }) => got.push((event.kind().as_str(), idempotency_key)),
+                }) => {
+                    if body.get("idempotency_key").is_none() {
+                        assert!(
+                            DOC.contains(&format!("`{idempotency_key}`")),
+                            "{idempotency_key}"
+                        );
+                    }
+                    got.push((event.kind().as_str(), idempotency_key));
+                }
                 other => panic!("{other:?} for\n{block}"),
             }
         }
-        let shipment_key = "postflow:shipment:dhl:JJD000390007882719:out-for-delivery:1773643330";
-        assert!(DOC.contains(shipment_key));
-        assert_eq!(
-            got,
-            [
-                (TYPE_ORDER_PLACED, "postflow:order:10421:placed".to_owned()),
-                (TYPE_SHIPMENT_UPDATED, shipment_key.to_owned()),
-            ]
-        );
+        let expected = [
+            ("order.placed", "postflow:order:10421:placed"),
+            ("order.paid", "postflow:order:10421:paid"),
+            (
+                "fulfillment.created",
+                "postflow:fulfillment:f-10421-1:created",
+            ),
+            (
+                "fulfillment.updated",
+                "postflow:fulfillment:f-10421-1:updated:1773511800",
+            ),
+            (
+                "fulfillment.status_updated",
+                "postflow:fulfillment:f-10421-1:status:in_transit:1773551564",
+            ),
+            (
+                "shipment.updated",
+                "postflow:shipment:dhl:JJD000390007882719:out-for-delivery:1773643330",
+            ),
+            ("order.fulfilled", "postflow:order:10421:fulfilled"),
+            ("order.cancelled", "postflow:order:10422:cancelled"),
+            ("checkout.updated", "postflow:checkout:chk-5521:1773518591"),
+            (
+                "customer.created",
+                "postflow:customer:ana.garcia@example.com:created:1773476400",
+            ),
+            (
+                "customer.updated",
+                "postflow:customer:ana.garcia@example.com:updated:1773997320",
+            ),
+        ];
+        let expected: Vec<(&str, String)> = expected
+            .iter()
+            .map(|(k, key)| (*k, (*key).to_owned()))
+            .collect();
+        assert_eq!(got, expected);
         // The worked example is the test vector.
-        let v = vector();
-        assert!(DOC.contains(&v.signature) && DOC.contains(&v.secret) && DOC.contains(&v.id));
+        let vec = vector();
+        assert!(DOC.contains(&vec.signature) && DOC.contains(&vec.secret) && DOC.contains(&vec.id));
 
         let schema: Value = serde_json::from_str(SCHEMA).unwrap();
         assert_eq!(
@@ -1226,39 +1925,65 @@ mod tests {
             "https://json-schema.org/draft/2020-12/schema"
         );
         assert_eq!(schema["required"], json!(["type"]));
-        let branches: Vec<(String, String)> = schema["allOf"]
-            .as_array()
-            .unwrap()
+        // One branch per accepted type, naming its contract schema, then one for the rest.
+        let branches = schema["oneOf"].as_array().unwrap();
+        let (other, typed) = branches.split_last().unwrap();
+        let contracts: Vec<(&str, &str)> = typed
             .iter()
             .map(|b| {
-                (
-                    b["if"]["properties"]["type"]["const"]
-                        .as_str()
-                        .unwrap()
-                        .to_owned(),
-                    b["then"]["properties"]["data"]["$ref"]
-                        .as_str()
-                        .unwrap()
-                        .to_owned(),
-                )
+                let kind = b["properties"]["type"]["const"].as_str().unwrap();
+                let (mut file, mut data) = (ROOT, &b["properties"]["data"]);
+                // Through the schema's own definitions to the contract file.
+                while file == ROOT {
+                    (file, data) = v.resolve(file, data["$ref"].as_str().unwrap());
+                }
+                (kind, data["title"].as_str().unwrap())
             })
             .collect();
         assert_eq!(
-            branches,
+            contracts,
             [
-                (
-                    TYPE_ORDER_PLACED.to_owned(),
-                    "../schemas/order.placed.schema.json".to_owned()
-                ),
-                (
-                    TYPE_SHIPMENT_UPDATED.to_owned(),
-                    "../schemas/shipment.updated.schema.json".to_owned()
-                ),
+                ("order.placed", "OrderPlaced"),
+                ("order.paid", "OrderChanged"),
+                ("order.cancelled", "OrderChanged"),
+                ("order.fulfilled", "OrderChanged"),
+                ("fulfillment.created", "Fulfillment"),
+                ("fulfillment.updated", "Fulfillment"),
+                ("fulfillment.status_updated", "FulfillmentStatusUpdated"),
+                ("shipment.updated", "ShipmentUpdated"),
+                ("checkout.updated", "Checkout"),
+                ("customer.created", "CustomerChanged"),
+                ("customer.updated", "CustomerChanged"),
             ]
         );
-        let title = |s: &str| serde_json::from_str::<Value>(s).unwrap()["title"].clone();
-        assert_eq!(title(ORDER_SCHEMA), "OrderPlaced");
-        assert_eq!(title(SHIPMENT_SCHEMA), "ShipmentUpdated");
+        // `occurred_at` is required by a branch exactly where the receiver requires it.
+        for ((kind, body), branch) in valid_bodies().into_iter().zip(typed) {
+            let without = with(body, |b| {
+                b.as_object_mut().unwrap().remove("occurred_at");
+            });
+            let requires = branch["required"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("occurred_at"));
+            assert_eq!(requires, parse_untrusted(&without).is_err(), "{kind}");
+        }
+        // The last branch excludes every Postflow type: accepted or refused, none is ignored.
+        let excluded = &other["properties"]["type"]["not"]["anyOf"];
+        let mut listed: Vec<&str> = excluded[0]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        listed.sort_unstable();
+        let mut own: Vec<&str> = EventKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .filter(|k| !k.starts_with(EMAIL_PREFIX))
+            .collect();
+        own.sort_unstable();
+        assert_eq!(listed, own);
+        assert_eq!(excluded[1]["pattern"], r"^email\.");
         // The patterns say what the code checks.
         let props = &schema["properties"];
         assert_eq!(
@@ -1269,10 +1994,658 @@ mod tests {
             props["idempotency_key"]["pattern"],
             format!("^[!-~]{{1,{MAX_IDEMPOTENCY_KEY}}}$")
         );
-        assert_eq!(
-            schema["allOf"][1]["then"]["properties"]["data"]["properties"]["carrier"]["pattern"],
-            "^[a-z0-9][a-z0-9_-]{0,63}$"
+    }
+
+    #[test]
+    fn order_changes_map_to_the_exact_envelope() {
+        let at = datetime!(2026-03-14 18:05:00 +01:00);
+        let changed = OrderChanged {
+            order: sample_order(),
+            reason: Some("customer".to_owned()),
+        };
+        for (kind, suffix, event) in [
+            ("order.paid", "paid", Event::OrderPaid(changed.clone())),
+            (
+                "order.cancelled",
+                "cancelled",
+                Event::OrderCancelled(changed.clone()),
+            ),
+            (
+                "order.fulfilled",
+                "fulfilled",
+                Event::OrderFulfilled(changed.clone()),
+            ),
+        ] {
+            let key = format!("postflow:order:18446744073709551615:{suffix}");
+            assert_maps(&changed_body(kind), &key, at, event);
+            // The key is the order's and the change's: another time is the same change.
+            let later = with(changed_body(kind), |v| {
+                v["occurred_at"] = "2026-03-15T08:00:00Z".into()
+            });
+            assert_eq!(key_of(&later), key);
+            // The payload has no time of its own: occurred_at is required.
+            for edit in [
+                (|v: &mut Value| {
+                    v.as_object_mut().unwrap().remove("occurred_at");
+                }) as Edit,
+                |v| v["occurred_at"] = Value::Null,
+            ] {
+                assert_eq!(
+                    parse_untrusted(&with(changed_body(kind), edit)),
+                    Err(AdapterError::Invalid(format!(
+                        "missing field `occurred_at`: {kind} carries no time of its own"
+                    )))
+                );
+            }
+        }
+        // The reason is optional.
+        let body = with(changed_body("order.paid"), |v| {
+            v["data"].as_object_mut().unwrap().remove("reason");
+        });
+        let Event::OrderPaid(OrderChanged { reason, .. }) = event(&body) else {
+            panic!()
+        };
+        assert_eq!(reason, None);
+    }
+
+    #[test]
+    fn fulfillments_map_with_their_keys() {
+        let at = datetime!(2026-03-14 18:05:00 +01:00);
+        assert_maps(
+            &fulfillment_body("fulfillment.created"),
+            "postflow:fulfillment:18446744073709551616:created",
+            at,
+            Event::FulfillmentCreated(sample_fulfillment()),
         );
+        assert_maps(
+            &fulfillment_body("fulfillment.updated"),
+            &format!("postflow:fulfillment:18446744073709551616:updated:{AT_UNIX}"),
+            at,
+            Event::FulfillmentUpdated(sample_fulfillment()),
+        );
+        // A creation happens once; each update at another time is another event.
+        let later = |kind: &str| {
+            key_of(&with(fulfillment_body(kind), |v| {
+                v["occurred_at"] = "2026-03-14T19:10:00+01:00".into()
+            }))
+        };
+        assert_eq!(
+            later("fulfillment.created"),
+            "postflow:fulfillment:18446744073709551616:created"
+        );
+        assert_eq!(
+            later("fulfillment.updated"),
+            "postflow:fulfillment:18446744073709551616:updated:1773511800"
+        );
+        // Without tracking numbers, lines or carrier: tracked by its id.
+        let body = with(fulfillment_body("fulfillment.created"), |v| {
+            let data = v["data"].as_object_mut().unwrap();
+            for field in [
+                "tracking_numbers",
+                "tracking_urls",
+                "lines",
+                "carrier",
+                "email",
+            ] {
+                data.remove(field);
+            }
+        });
+        let Event::FulfillmentCreated(f) = event(&body) else {
+            panic!()
+        };
+        assert!(f.tracking_numbers.is_empty() && f.lines.is_empty());
+        assert_eq!((f.carrier, f.email), (None, None));
+        for kind in ["fulfillment.created", "fulfillment.updated"] {
+            let body = with(fulfillment_body(kind), |v| {
+                v.as_object_mut().unwrap().remove("occurred_at");
+            });
+            assert_eq!(
+                parse_untrusted(&body),
+                Err(AdapterError::Invalid(format!(
+                    "missing field `occurred_at`: {kind} carries no time of its own"
+                )))
+            );
+        }
+    }
+
+    #[test]
+    fn a_fulfillment_status_is_dated_and_keyed_by_its_status() {
+        let key = "postflow:fulfillment:18446744073709551616:status:in_transit:1773551564";
+        assert_maps(
+            &status_body(),
+            key,
+            datetime!(2026-03-15 06:12:44 +01:00),
+            Event::FulfillmentStatusUpdated(sample_status()),
+        );
+        // occurred_at dates the event, the status time stays the key's.
+        let body = with(status_body(), |v| {
+            v["occurred_at"] = "2026-03-15T06:20:00+01:00".into()
+        });
+        match parse_untrusted(&body) {
+            Ok(Payload::Event {
+                occurred_at,
+                idempotency_key,
+                ..
+            }) => {
+                assert_eq!(occurred_at, datetime!(2026-03-15 06:20:00 +01:00));
+                assert_eq!(idempotency_key, key);
+            }
+            other => panic!("{other:?}"),
+        }
+        let next = with(status_body(), |v| {
+            v["data"]["carrier_status"] = "out_for_delivery".into()
+        });
+        assert_ne!(key_of(&next), key);
+    }
+
+    #[test]
+    fn a_checkout_is_dated_and_keyed_by_its_update_time() {
+        let key = "postflow:checkout:9007199254740993:1773518591";
+        assert_maps(
+            &checkout_body(),
+            key,
+            datetime!(2026-03-14 21:03:11 +01:00),
+            Event::CheckoutUpdated(sample_checkout()),
+        );
+        let changed = with(checkout_body(), |v| {
+            v["data"]["updated_at"] = "2026-03-14T21:09:00+01:00".into()
+        });
+        assert_eq!(
+            key_of(&changed),
+            "postflow:checkout:9007199254740993:1773518940"
+        );
+        // An emptied cart and a completed checkout are checkouts too.
+        let body = with(checkout_body(), |v| {
+            v["data"]["lines"] = json!([]);
+            v["data"]["completed_at"] = "2026-03-14T21:12:00+01:00".into();
+        });
+        let Event::CheckoutUpdated(c) = event(&body) else {
+            panic!()
+        };
+        assert!(c.lines.is_empty());
+        assert_eq!(c.completed_at, Some(datetime!(2026-03-14 21:12:00 +01:00)));
+    }
+
+    #[test]
+    fn a_customer_is_keyed_by_email_else_id() {
+        let at = datetime!(2026-03-14 18:05:00 +01:00);
+        for (kind, what, make) in [
+            (
+                "customer.created",
+                "created",
+                Event::CustomerCreated as fn(CustomerChanged) -> Event,
+            ),
+            ("customer.updated", "updated", Event::CustomerUpdated),
+        ] {
+            // The address as sent keeps its local part's case; the key is in lowercase.
+            let key = format!("postflow:customer:ana.garcia@example.com:{what}:{AT_UNIX}");
+            assert_maps(&customer_body(kind), &key, at, make(sample_customer()));
+            let without_email = with(customer_body(kind), |v| {
+                v["data"]["customer"]["email"] = Value::Null;
+            });
+            assert_eq!(
+                key_of(&without_email),
+                format!("postflow:customer:9007199254740993:{what}:{AT_UNIX}")
+            );
+            let body = with(customer_body(kind), |v| {
+                v.as_object_mut().unwrap().remove("occurred_at");
+            });
+            assert_eq!(
+                parse_untrusted(&body),
+                Err(AdapterError::Invalid(format!(
+                    "missing field `occurred_at`: {kind} carries no time of its own"
+                )))
+            );
+        }
+        let body = with(customer_body("customer.updated"), |v| {
+            v["data"]["customer"] = json!({"email": "lena.vogel@example.de"});
+        });
+        assert_eq!(
+            key_of(&body),
+            format!("postflow:customer:lena.vogel@example.de:updated:{AT_UNIX}")
+        );
+    }
+
+    #[test]
+    fn a_given_idempotency_key_replaces_every_default_key() {
+        for (kind, body) in valid_bodies() {
+            let body = with(body, |v| v["idempotency_key"] = "shop-42/evt/9".into());
+            assert_eq!(key_of(&body), "postflow:shop-42/evt/9", "{kind}");
+        }
+    }
+
+    /// A base body, a change that breaks it, what the error says, whether the schema tells.
+    type Case = (fn() -> Value, Edit, &'static str, bool);
+
+    /// Bodies the receiver refuses, the field its error names, and whether the schema can
+    /// tell (a currency that differs from another field's is beyond JSON Schema).
+    fn invalid_cases() -> Vec<(Value, &'static str, bool)> {
+        let cases: Vec<Case> = vec![
+            (
+                || changed_body("order.paid"),
+                |v| v["occurred_at"] = "yesterday".into(),
+                "occurred_at \"yesterday\"",
+                true,
+            ),
+            (
+                || changed_body("order.paid"),
+                |v| v["data"]["order"]["id"] = " ".into(),
+                "data.order.id: must not be blank",
+                true,
+            ),
+            (
+                || changed_body("order.cancelled"),
+                |v| v["data"]["order"]["id"] = 10421.into(),
+                "expected a string",
+                true,
+            ),
+            (
+                || changed_body("order.cancelled"),
+                |v| v["data"]["order"]["lines"][0]["quantity"] = 0.into(),
+                "data.order.lines[0].quantity: must be at least 1",
+                true,
+            ),
+            (
+                || changed_body("order.fulfilled"),
+                |v| v["data"]["order"]["lines"][0]["product_id"] = " ".into(),
+                "data.order.lines[0].product_id: must not be blank",
+                true,
+            ),
+            (
+                || changed_body("order.fulfilled"),
+                |v| v["data"]["order"]["customer"]["id"] = "".into(),
+                "data.order.customer.id: must not be blank",
+                true,
+            ),
+            (
+                || changed_body("order.paid"),
+                |v| v["data"]["order"]["tax"]["currency"] = "USD".into(),
+                "data.order.tax: currency USD differs from the order currency EUR",
+                false,
+            ),
+            (
+                || changed_body("order.paid"),
+                |v| v["data"]["reason"] = 5.into(),
+                "expected a string",
+                true,
+            ),
+            (
+                || changed_body("order.paid"),
+                |v| {
+                    v["data"].as_object_mut().unwrap().remove("order");
+                },
+                "missing field `order`",
+                true,
+            ),
+            (
+                order_body,
+                |v| v["data"]["order"]["lines"][1]["quantity"] = 0.into(),
+                "data.order.lines[1].quantity: must be at least 1",
+                true,
+            ),
+            (
+                || fulfillment_body("fulfillment.created"),
+                |v| v["data"]["id"] = " ".into(),
+                "data.id: must not be blank",
+                true,
+            ),
+            (
+                || fulfillment_body("fulfillment.created"),
+                |v| v["data"]["id"] = json!(18446744073709551615u64),
+                "expected a string",
+                true,
+            ),
+            (
+                || fulfillment_body("fulfillment.updated"),
+                |v| v["data"]["order_id"] = "".into(),
+                "data.order_id: must not be blank",
+                true,
+            ),
+            (
+                || fulfillment_body("fulfillment.updated"),
+                |v| v["data"]["status"] = " ".into(),
+                "data.status: must not be blank",
+                true,
+            ),
+            (
+                || fulfillment_body("fulfillment.created"),
+                |v| {
+                    v["data"].as_object_mut().unwrap().remove("status");
+                },
+                "missing field `status`",
+                true,
+            ),
+            (
+                || fulfillment_body("fulfillment.created"),
+                |v| v["data"]["carrier"] = "DHL".into(),
+                "data.carrier \"DHL\"",
+                true,
+            ),
+            (
+                || fulfillment_body("fulfillment.created"),
+                |v| v["data"]["tracking_numbers"][1] = "  ".into(),
+                "data.tracking_numbers[1]: must not be blank",
+                true,
+            ),
+            (
+                || fulfillment_body("fulfillment.created"),
+                |v| v["data"]["tracking_urls"][0] = "".into(),
+                "data.tracking_urls[0]: must not be blank",
+                true,
+            ),
+            (
+                || fulfillment_body("fulfillment.created"),
+                |v| v["data"]["lines"][0]["quantity"] = 0.into(),
+                "data.lines[0].quantity: must be at least 1",
+                true,
+            ),
+            (
+                || fulfillment_body("fulfillment.created"),
+                |v| v["data"]["lines"][1]["total"]["currency"] = "USD".into(),
+                "data.lines[1].total: currency USD differs from the fulfillment currency EUR",
+                false,
+            ),
+            (
+                || fulfillment_body("fulfillment.updated"),
+                |v| v["data"]["email"] = "ana@localhost".into(),
+                "invalid email address",
+                true,
+            ),
+            (
+                status_body,
+                |v| v["data"]["fulfillment_id"] = " ".into(),
+                "data.fulfillment_id: must not be blank",
+                true,
+            ),
+            (
+                status_body,
+                |v| v["data"]["order_id"] = "".into(),
+                "data.order_id: must not be blank",
+                true,
+            ),
+            (
+                status_body,
+                |v| v["data"]["carrier_status"] = "".into(),
+                "data.carrier_status: must not be blank",
+                true,
+            ),
+            (
+                status_body,
+                |v| v["data"]["status"] = "shipped".into(),
+                "unknown variant `shipped`",
+                true,
+            ),
+            (
+                status_body,
+                |v| {
+                    v["data"].as_object_mut().unwrap().remove("status_at");
+                },
+                "missing field `status_at`",
+                true,
+            ),
+            (
+                checkout_body,
+                |v| v["data"]["id"] = "".into(),
+                "data.id: must not be blank",
+                true,
+            ),
+            (
+                checkout_body,
+                |v| v["data"]["customer"]["id"] = " ".into(),
+                "data.customer.id: must not be blank",
+                true,
+            ),
+            (
+                checkout_body,
+                |v| v["data"]["total"]["currency"] = "USD".into(),
+                "data.total: currency USD differs from the checkout currency EUR",
+                false,
+            ),
+            (
+                checkout_body,
+                |v| v["data"]["lines"][0]["unit_price"]["currency"] = "USD".into(),
+                "data.lines[0].unit_price: currency USD differs from the checkout currency EUR",
+                false,
+            ),
+            (
+                checkout_body,
+                |v| v["data"]["lines"][0]["quantity"] = 0.into(),
+                "data.lines[0].quantity: must be at least 1",
+                true,
+            ),
+            (
+                checkout_body,
+                |v| {
+                    v["data"].as_object_mut().unwrap().remove("updated_at");
+                },
+                "missing field `updated_at`",
+                true,
+            ),
+            (
+                checkout_body,
+                |v| v["data"]["updated_at"] = "2026-03-14 21:03:11".into(),
+                "could not be parsed",
+                true,
+            ),
+            (
+                || customer_body("customer.created"),
+                |v| v["data"]["customer"] = json!({"first_name": "Ana"}),
+                "data.customer: needs an email or an id",
+                true,
+            ),
+            (
+                || customer_body("customer.updated"),
+                |v| v["data"]["customer"] = json!({"email": null, "id": null}),
+                "data.customer: needs an email or an id",
+                true,
+            ),
+            (
+                || customer_body("customer.updated"),
+                |v| v["data"]["customer"]["id"] = " ".into(),
+                "data.customer.id: must not be blank",
+                true,
+            ),
+            (
+                || customer_body("customer.updated"),
+                |v| v["data"]["customer"]["email"] = "not an email".into(),
+                "invalid email address",
+                true,
+            ),
+            (
+                || customer_body("customer.created"),
+                |v| {
+                    v["data"].as_object_mut().unwrap().remove("customer");
+                },
+                "missing field `customer`",
+                true,
+            ),
+        ];
+        cases
+            .into_iter()
+            .map(|(base, edit, needle, schema_tells)| {
+                let mut body = base();
+                edit(&mut body);
+                (body, needle, schema_tells)
+            })
+            .chain(valid_bodies().into_iter().filter_map(|(kind, body)| {
+                // Every type without a time of its own, without `occurred_at`.
+                let without = with(body, |v| {
+                    v.as_object_mut().unwrap().remove("occurred_at");
+                });
+                parse_untrusted(&without).is_err().then(|| {
+                    let needle = match kind {
+                        k if k.starts_with("order.") => "missing field `occurred_at`: order.",
+                        k if k.starts_with("fulfillment.") => {
+                            "missing field `occurred_at`: fulfillment."
+                        }
+                        _ => "missing field `occurred_at`: customer.",
+                    };
+                    (serde_json::from_slice(&without).unwrap(), needle, true)
+                })
+            }))
+            .collect()
+    }
+
+    #[test]
+    fn invalid_journey_bodies_are_refused_naming_the_field() {
+        for (body, needle, _) in invalid_cases() {
+            let raw = bytes(&body);
+            let result = parse_untrusted(&raw);
+            assert!(
+                matches!(&result, Err(AdapterError::Invalid(m)) if m.contains(needle)),
+                "{needle}: {result:?}"
+            );
+            // Through the whole adapter too: verified, then refused with nothing published.
+            assert!(matches!(
+                run(&delivery(&raw, SECRET, "msg_1"), &raw),
+                Err(AdapterError::Invalid(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn postflow_own_types_are_refused_and_the_others_accepted() {
+        let (accepted_kinds, refused_kinds): (Vec<EventKind>, Vec<EventKind>) = EventKind::ALL
+            .into_iter()
+            .partition(|k| accepted(*k).is_ok());
+        let names = |kinds: &[EventKind]| kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>();
+        // Every accepted type has a valid body that makes an event of that type.
+        let bodies = valid_bodies();
+        assert_eq!(
+            names(&accepted_kinds),
+            bodies.iter().map(|(kind, _)| *kind).collect::<Vec<_>>()
+        );
+        for (kind, body) in &bodies {
+            assert_eq!(event(&bytes(body)).kind().as_str(), *kind);
+        }
+        assert_eq!(
+            names(&refused_kinds),
+            [
+                "shipment.progressed",
+                "shipment.stalled",
+                "privacy.requested",
+                "email.sent",
+                "email.bounced",
+                "email.opened",
+                "email.clicked",
+                "email.unsubscribed",
+            ]
+        );
+        // Refused whatever the body carries, before `data` or `occurred_at` are looked at,
+        // and through the whole adapter: 422, nothing published.
+        let derived = json!({
+            "order_id": "18446744073709551615",
+            "shipment": {
+                "carrier": "dhl", "tracking_number": "JJD1", "status": "delivered",
+                "carrier_status": "delivered", "status_at": "2026-03-16T12:00:00Z"
+            }
+        });
+        for kind in names(&refused_kinds).into_iter().chain(["email.delivered"]) {
+            for body in [
+                json!({"type": kind, "occurred_at": AT, "data": derived.clone()}),
+                json!({"type": kind, "occurred_at": 5}),
+                json!({"type": kind}),
+            ] {
+                let raw = bytes(&body);
+                let result = run(&delivery(&raw, SECRET, "msg_1"), &raw);
+                assert!(
+                    is_invalid_naming(result, &format!("type \"{kind}\": not accepted")),
+                    "{kind}"
+                );
+            }
+        }
+        let why = |kind: &str| match parse_untrusted(&bytes(&json!({"type": kind}))) {
+            Err(AdapterError::Invalid(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(why("shipment.stalled").contains("derives it"));
+        assert!(why("privacy.requested").contains("verifies the requester"));
+        assert!(why("email.opened").contains("postflow's own"));
+        // Names near the refused ones are not Postflow's: acknowledged and ignored.
+        for kind in [
+            "email",
+            "emails.sent",
+            "shipment.progress",
+            "privacy.request",
+        ] {
+            assert_eq!(
+                parse_untrusted(&bytes(&json!({"type": kind}))),
+                Ok(Payload::Unknown {
+                    kind: kind.to_owned()
+                })
+            );
+        }
+
+        // The documentation's tables say the same.
+        let section = |title: &str| {
+            let start = DOC.find(title).unwrap() + title.len();
+            let rest = &DOC[start..];
+            &rest[..rest.find("\n### ").unwrap()]
+        };
+        let documented: Vec<&str> = section("### Types\n")
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .skip(1) // the header: | `type` | `data` | …
+            .collect();
+        assert_eq!(documented, names(&accepted_kinds));
+        let refusals = section("### Types Postflow refuses\n");
+        for kind in names(&refused_kinds) {
+            assert!(refusals.contains(&format!("`{kind}`")), "{kind}");
+        }
+        assert!(refusals.contains("any other `email.*`"));
+    }
+
+    #[test]
+    fn the_schema_accepts_what_the_receiver_accepts() {
+        let v = Validator::new();
+        for (kind, body) in valid_bodies() {
+            assert_eq!(v.errors(&body), Vec::<String>::new(), "{kind}");
+            let minimal = with(body, |b| {
+                b["idempotency_key"] = Value::Null;
+            });
+            assert!(parse_untrusted(&minimal).is_ok());
+            let minimal: Value = serde_json::from_slice(&minimal).unwrap();
+            assert_eq!(v.errors(&minimal), Vec::<String>::new(), "{kind}");
+        }
+        for (body, needle, schema_tells) in invalid_cases() {
+            assert!(parse_untrusted(&bytes(&body)).is_err());
+            if schema_tells {
+                assert!(
+                    !v.errors(&body).is_empty(),
+                    "the schema lets through: {needle}"
+                );
+            } else {
+                // Beyond the schema: it accepts what only the receiver refuses.
+                assert_eq!(v.errors(&body), Vec::<String>::new(), "{needle}");
+            }
+        }
+        // Ignored types pass the schema with anything as data; refused types pass nothing.
+        for kind in ["ping", "order.updated", "email", "refund.created"] {
+            let body = json!({"type": kind, "data": "anything"});
+            assert_eq!(v.errors(&body), Vec::<String>::new(), "{kind}");
+            assert!(matches!(
+                parse_untrusted(&bytes(&body)),
+                Ok(Payload::Unknown { .. })
+            ));
+        }
+        for kind in EventKind::ALL
+            .into_iter()
+            .filter(|k| accepted(*k).is_err())
+            .map(EventKind::as_str)
+            .chain(["email.delivered"])
+        {
+            let body = json!({"type": kind, "occurred_at": AT, "data": {}});
+            assert!(!v.errors(&body).is_empty(), "{kind}");
+        }
+        for bad in [
+            json!({}),
+            json!({"type": "Order.Placed"}),
+            json!({"type": "order.placed"}),
+        ] {
+            assert!(!v.errors(&bad).is_empty(), "{bad}");
+            assert!(parse_untrusted(&bytes(&bad)).is_err());
+        }
     }
 
     #[test]
@@ -1289,7 +2662,10 @@ mod tests {
             state
         };
         let interesting = b"\"0-9.e,:{}[]\\ \x00\xff";
-        for base in [body, serde_json::to_vec_pretty(&shipment_body()).unwrap()] {
+        let bases = valid_bodies()
+            .into_iter()
+            .map(|(_, b)| serde_json::to_vec_pretty(&b).unwrap());
+        for base in std::iter::once(body).chain(bases) {
             for _ in 0..2000 {
                 let mut body = base.clone();
                 for _ in 0..(1 + next() % 4) {
