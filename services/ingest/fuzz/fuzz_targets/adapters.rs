@@ -6,7 +6,7 @@
 
 #![no_main]
 
-use ingest::sources::{aftership, easypost, seventeen_track, shippo, shopify, woocommerce};
+use ingest::sources::{aftership, easypost, postflow, seventeen_track, shippo, shopify, woocommerce};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = shippo::parse_untrusted(data);
     let _ = seventeen_track::parse_untrusted(data);
     let _ = woocommerce::parse_untrusted(data);
+    let _ = postflow::parse_untrusted(data);
     for topic in ["order.created", "order.updated", "customer.created", "customer.updated"] {
         let _ = woocommerce::parse_untrusted_topic(topic, data);
     }
