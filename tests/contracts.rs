@@ -32,7 +32,7 @@ fn openapi_lists_every_route() {
     // The document's layout is fixed: paths two spaces deep, methods four.
     let text = std::fs::read_to_string(proto_dir().join("openapi.yaml")).unwrap();
     let ops = [("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")];
-    let routes = ingest::ROUTES.iter().chain(tracker::ROUTES).chain(renderer::ROUTES).chain(ops.iter());
+    let routes = ingest::ROUTES.iter().chain(tracker::ROUTES).chain(renderer::ROUTES).chain(sender::ROUTES).chain(ops.iter());
     for (method, path) in routes {
         let block = text
             .split("\n  /")

@@ -3,10 +3,27 @@
 //! the send log and the suppression list in its own database, and publishes `email.sent` /
 //! `email.bounced`. Transactional and marketing messages have separate consumers and
 //! separate connections, so a campaign never delays an order confirmation.
+//!
+//! Two inputs besides the send queues:
+//! - `POST /v1/feedback/{tenant}/{provider}` ([`feedback::http`], stored by
+//!   `feedback_store`): the providers' bounce, complaint and unsubscribe webhooks, verified
+//!   with the tenant's `delivery.webhook_secret`. Hard bounces and complaints suppress all
+//!   mail to the address, unsubscribes the marketing lane; our own messages are announced
+//!   as `email.bounced`; replays change nothing.
+//! - `email.unsubscribed` from the tracker: marketing suppressions.
+//!
+//! Send-rate limits (`ratelimit`): a tenant's `delivery.max_per_second` (its provider
+//! account) and `max_per_second_per_domain` (each recipient domain) are counted in
+//! one-second windows in the database, so all replicas together stay under them; a message
+//! over a limit goes back to the queue until the next window. A `prune` task deletes
+//! windows that are over and replay keys past their retention.
 
 mod delivery;
 pub mod dkim;
+pub mod feedback;
+mod feedback_store;
 mod mime;
+mod ratelimit;
 mod retry;
 mod routes;
 pub mod smtp;
@@ -27,12 +44,16 @@ use serde::Deserialize;
 use telemetry::TelemetrySettings;
 use tenancy::Tenants;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 pub use delivery::Deliverer;
 pub use smtp::SmtpSettings;
 pub use transport::ProviderSettings;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Every route the sender serves besides the ops routes, as `(method, path)`.
+pub const ROUTES: &[(&str, &str)] = feedback::http::ROUTES;
 
 /// Unknown top-level sections are ignored (one environment can serve every service);
 /// unknown keys inside a section are errors.
@@ -60,6 +81,9 @@ pub struct Settings {
     /// given up as a non-permanent bounce.
     #[serde(deserialize_with = "kit::settings::secs")]
     pub retry_deadline: Duration,
+    /// How often old send-rate windows and feedback replay keys are deleted.
+    #[serde(deserialize_with = "kit::settings::secs")]
+    pub prune_interval: Duration,
 
     pub shutdown: ShutdownSettings,
     pub telemetry: TelemetrySettings,
@@ -78,6 +102,7 @@ impl Default for Settings {
             marketing_concurrency: 16,
             claim_lease: Duration::from_secs(300),
             retry_deadline: Duration::from_secs(24 * 3600),
+            prune_interval: Duration::from_secs(60),
             shutdown: ShutdownSettings::default(),
             telemetry: TelemetrySettings::default(),
         }
@@ -87,6 +112,7 @@ impl Default for Settings {
 pub struct Application {
     listener: TcpListener,
     deliverer: Arc<Deliverer>,
+    feedback: Arc<feedback_store::FeedbackStore>,
     settings: Settings,
 }
 
@@ -117,6 +143,9 @@ impl Application {
         let bus = Bus::connect(&settings.nats, "sender").await?;
         bus.ensure_topology().await?;
         let listener = TcpListener::bind(settings.http.addr).await?;
+        // Feedback webhooks use the marketing pool: they never hold a connection an order
+        // confirmation needs.
+        let feedback = Arc::new(feedback_store::FeedbackStore::new(Arc::new(tenants), pool_mkt.clone(), bus.clone(), clock.clone(), http.other()));
         let deliverer = Arc::new(Deliverer {
             pool_tx,
             pool_mkt,
@@ -130,7 +159,7 @@ impl Application {
                 deadline: settings.retry_deadline,
             },
         });
-        Ok(Self { listener, deliverer, settings })
+        Ok(Self { listener, deliverer, feedback, settings })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -154,11 +183,36 @@ impl Application {
         let spec = ConsumerSpec::new("sender", Feed::Events(EventKind::EmailUnsubscribed), 4);
         let (b, s) = (bus.clone(), stop.clone());
         sup.spawn(spec.durable_name(), async move { b.run_consumer::<Envelope, _>(spec, unsubscribes, s, drain).await });
-        let router = kit::http::ops_router(Readiness { bus: Some(bus), db: Some(self.deliverer.pool_tx.clone()), stop: stop.clone() });
+        let (deliverer, every, s) = (self.deliverer.clone(), self.settings.prune_interval, stop.clone());
+        sup.spawn("prune", async move { prune(&deliverer.pool_mkt, &deliverer.clock, every, s).await });
+        let router = kit::http::ops_router(Readiness { bus: Some(bus), db: Some(self.deliverer.pool_tx.clone()), stop: stop.clone() })
+            .merge(feedback::http::router(self.feedback));
         sup.spawn("http", kit::http::serve(self.listener, router, stop));
         let result = sup.run(shutdown, drain).await;
         self.deliverer.pool_tx.close().await;
         self.deliverer.pool_mkt.close().await;
         result
+    }
+}
+
+/// Deletes send-rate windows that are over and feedback replay keys past their retention,
+/// every `every`, until `stop`. A failure is logged and tried again next time.
+async fn prune(pool: &sqlx::PgPool, clock: &Arc<dyn Clock>, every: Duration, stop: CancellationToken) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        let now = clock.now();
+        match ratelimit::prune(pool, now).await {
+            Ok(n) => tracing::debug!(deleted = n, "pruned send-rate windows"),
+            Err(e) => tracing::warn!(error = %e, "pruning send-rate windows failed; will retry"),
+        }
+        match feedback_store::prune(pool, now).await {
+            Ok(n) => tracing::debug!(deleted = n, "pruned feedback replay keys"),
+            Err(e) => tracing::warn!(error = %e, "pruning feedback replay keys failed; will retry"),
+        }
     }
 }

@@ -1,6 +1,6 @@
-//! Per tenant: which transport carries its mail and which DKIM key signs it. Built once at
-//! start from the tenants directory; a key or provider account that cannot work is a
-//! startup error naming the tenant.
+//! Per tenant: which transport carries its mail, which DKIM key signs it and which send-rate
+//! limits apply. Built once at start from the tenants directory; a key or provider account
+//! that cannot work is a startup error naming the tenant.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,12 +10,15 @@ use kit::Clock;
 use tenancy::Tenants;
 
 use crate::dkim;
+use crate::ratelimit::Limits;
 use crate::transport::{self, HttpClients, Transport};
 
 pub struct Route {
     pub transport: Arc<dyn Transport>,
     /// Set when the tenant has a DKIM key and the transport sends our MIME as is.
     pub dkim: Option<dkim::Signer>,
+    /// `max_per_second` and `max_per_second_per_domain`, shared by all replicas.
+    pub limits: Limits,
 }
 
 #[derive(Default)]
@@ -57,8 +60,16 @@ impl Routes {
                 }
                 other => other,
             };
-            tracing::info!(tenant = %tenant.id, provider = transport.name(), dkim = dkim.as_ref().map(|s| s.algorithm()), "route");
-            by_tenant.insert(tenant.id.clone(), Route { transport, dkim });
+            let limits = Limits::of(&tenant.delivery);
+            tracing::info!(
+                tenant = %tenant.id,
+                provider = transport.name(),
+                dkim = dkim.as_ref().map(|s| s.algorithm()),
+                max_per_second = limits.per_second,
+                max_per_second_per_domain = limits.per_domain,
+                "route"
+            );
+            by_tenant.insert(tenant.id.clone(), Route { transport, dkim, limits });
         }
         if !errors.is_empty() {
             anyhow::bail!("tenant delivery config is unusable:\n{}", errors.join("\n"));

@@ -20,7 +20,10 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use ring::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};
+use ring::signature::{
+    ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair as _,
+    UnparsedPublicKey,
+};
 use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
 
@@ -55,6 +58,38 @@ pub fn verification_key(key: &str) -> Result<Vec<u8>, FeedbackError> {
         PublicKey::P256(point) => Ok(point),
         PublicKey::Rsa(_) => Err(FeedbackError::BadKey("not a p-256 key")),
     }
+}
+
+/// DER `SubjectPublicKeyInfo` prefix for an uncompressed P-256 point.
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
+    0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+/// A fresh signing key as SendGrid holds one: the PKCS#8 private key, and the
+/// verification key as SendGrid's settings page shows it (what a tenant configures). For
+/// tests and local demos.
+pub fn generate_key() -> Result<(Vec<u8>, String), FeedbackError> {
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+        .map_err(|_| FeedbackError::BadKey("could not generate a p-256 key"))?;
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+        .map_err(|_| FeedbackError::BadKey("not a p-256 pkcs#8 key"))?;
+    let spki = [&P256_SPKI_PREFIX[..], pair.public_key().as_ref()].concat();
+    Ok((pkcs8.as_ref().to_vec(), STANDARD.encode(spki)))
+}
+
+/// The signature header value SendGrid sends for `timestamp` and `body` under a PKCS#8
+/// P-256 key (see [`generate_key`]). For tests and local demos.
+pub fn sign(pkcs8: &[u8], timestamp: &str, body: &[u8]) -> Result<String, FeedbackError> {
+    let rng = ring::rand::SystemRandom::new();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8, &rng)
+        .map_err(|_| FeedbackError::BadKey("not a p-256 pkcs#8 key"))?;
+    let signed = [timestamp.as_bytes(), body].concat();
+    let signature = pair
+        .sign(&rng, &signed)
+        .map_err(|_| FeedbackError::BadKey("signing failed"))?;
+    Ok(STANDARD.encode(signature.as_ref()))
 }
 
 /// Checks the signature headers against the raw body with `key` (see
@@ -181,45 +216,28 @@ struct Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ring::rand::SystemRandom;
-    use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair as _};
     use time::macros::datetime;
 
     const NOW: OffsetDateTime = datetime!(2017-12-15 01:00 UTC);
     const MID: &str = "m_0123456789abcdef0123456789abcdef";
 
-    /// DER `SubjectPublicKeyInfo` prefix for an uncompressed P-256 point.
-    const P256_SPKI_PREFIX: [u8; 26] = [
-        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
-        0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-    ];
-
     struct Key {
-        pair: EcdsaKeyPair,
+        pkcs8: Vec<u8>,
         /// As the tenant configures it: base64 DER.
         public_b64: String,
     }
 
     fn key() -> Key {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
-            .unwrap();
-        let spki = [&P256_SPKI_PREFIX[..], pair.public_key().as_ref()].concat();
-        Key {
-            pair,
-            public_b64: STANDARD.encode(spki),
-        }
+        let (pkcs8, public_b64) = generate_key().unwrap();
+        Key { pkcs8, public_b64 }
     }
 
     impl Key {
         fn headers(&self, timestamp: &str, body: &[u8]) -> Vec<(String, String)> {
-            let signed = [timestamp.as_bytes(), body].concat();
-            let sig = self.pair.sign(&SystemRandom::new(), &signed).unwrap();
             vec![
                 (
                     "X-Twilio-Email-Event-Webhook-Signature".to_owned(),
-                    STANDARD.encode(sig.as_ref()),
+                    sign(&self.pkcs8, timestamp, body).unwrap(),
                 ),
                 (
                     "X-Twilio-Email-Event-Webhook-Timestamp".to_owned(),

@@ -58,6 +58,13 @@ impl HttpClients {
         Ok(Self { tx: build()?, mkt: build()? })
     }
 
+    /// The client for everything that is not a send (the SNS certificate fetch and
+    /// subscription confirmation of the feedback endpoint): the marketing lane's, so it
+    /// never takes a connection an order confirmation waits for.
+    pub fn other(&self) -> reqwest::Client {
+        self.mkt.clone()
+    }
+
     fn lane(&self, lane: Lane) -> &reqwest::Client {
         match lane {
             Lane::Transactional => &self.tx,

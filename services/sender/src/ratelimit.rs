@@ -1,0 +1,190 @@
+//! Send-rate limits shared by every sender replica: per provider account and per recipient
+//! domain, in the sender's own database.
+//!
+//! Each limit is a fixed one-second window per key. Taking a slot is one statement that
+//! increments the window's counter only while it is under the limit; PostgreSQL's row lock
+//! makes that atomic across replicas, so three replicas together never exceed what one
+//! tenant's provider allows. A refused slot says how long to wait for the next window.
+//!
+//! The guard. A slot is counted in the window in which it was taken, but the message
+//! reaches the server a little later (the SMTP commands and body, or one HTTP request). A
+//! slot taken in the last moments of a window could land in the next one, on top of that
+//! window's full quota. So no slot is taken in the last [`GUARD`] of a window: a message
+//! that comes then waits for the next window. The limit holds at the server as long as
+//! the exchange takes less than the guard; the cost is at most the guard in added latency
+//! for a message that arrives late in a window. With a backlog nothing is lost: the quota
+//! is used up at the start of each window anyway.
+//!
+//! Windows are read from the service clock, so replicas on different hosts need agreeing
+//! clocks (NTP); their skew eats into the guard. A clock that does not move (a test's
+//! manual clock) never opens a new window: a tenant with limits then waits until it moves.
+//!
+//! Invariant: a slot is taken before a message is handed to SMTP or a provider, never
+//! after; a message that waits keeps its place (the caller retries the same message).
+//! Invariant: a message's limits are taken in one order (account, then domain), so
+//! concurrent takers lock window rows in the same order and never deadlock.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use time::OffsetDateTime;
+
+/// One limit: `per_second` messages under `key` (e.g. `acct:shop-1`, `domain:shop-1:gmail.com`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limit {
+    pub key: String,
+    pub per_second: u32,
+}
+
+impl Limit {
+    /// The tenant's provider account.
+    pub fn account(tenant: &str, per_second: u32) -> Self {
+        Self { key: format!("acct:{tenant}"), per_second }
+    }
+
+    /// One recipient domain for the tenant (lowercase).
+    pub fn domain(tenant: &str, domain: &str, per_second: u32) -> Self {
+        Self { key: format!("domain:{tenant}:{}", domain.to_ascii_lowercase()), per_second }
+    }
+}
+
+/// The end of each window in which no slot is taken (see the module docs).
+pub const GUARD: Duration = Duration::from_millis(250);
+
+/// A tenant's limits, from its `[delivery]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// `max_per_second`: the whole provider account.
+    pub per_second: Option<u32>,
+    /// `max_per_second_per_domain`: each recipient domain.
+    pub per_domain: Option<u32>,
+}
+
+impl Limits {
+    pub fn of(delivery: &tenancy::Delivery) -> Self {
+        Self { per_second: delivery.max_per_second, per_domain: delivery.max_per_second_per_domain }
+    }
+
+    /// The limits one message to `recipient_domain` is under: the account first, then the
+    /// domain (the order in which their rows are locked).
+    pub fn for_message(&self, tenant: &str, recipient_domain: &str) -> Vec<Limit> {
+        let account = self.per_second.map(|n| Limit::account(tenant, n));
+        let domain = self.per_domain.map(|n| Limit::domain(tenant, recipient_domain, n));
+        account.into_iter().chain(domain).collect()
+    }
+}
+
+/// The window a moment falls in, and how long until the next one starts.
+pub fn window(now: OffsetDateTime) -> (i64, Duration) {
+    let second = now.unix_timestamp();
+    let into = Duration::from_nanos(u64::from(now.nanosecond()));
+    (second, Duration::from_secs(1).saturating_sub(into))
+}
+
+/// `Some(wait)` when `now` is in the guard at the end of its window: take no slot, come
+/// back at the next window.
+pub fn in_guard(now: OffsetDateTime) -> Option<Duration> {
+    let (_, until_next) = window(now);
+    (until_next <= GUARD).then_some(until_next)
+}
+
+/// Takes one slot under every limit, or none: `Ok(None)` when the message may go now,
+/// `Ok(Some(wait))` when one limit is full for this second (nothing was taken).
+pub async fn acquire(pool: &PgPool, limits: &[Limit], now: OffsetDateTime) -> sqlx::Result<Option<Duration>> {
+    if limits.is_empty() {
+        return Ok(None);
+    }
+    if let Some(wait) = in_guard(now) {
+        metrics::counter!("sender_rate_limited_total", "why" => "guard").increment(1);
+        return Ok(Some(wait));
+    }
+    let (second, until_next) = window(now);
+    let refused = || {
+        metrics::counter!("sender_rate_limited_total", "why" => "full").increment(1);
+        Ok(Some(until_next))
+    };
+    // One limit: one statement, no transaction around it (the common case, and the hot row
+    // is locked for the shortest time).
+    if let [limit] = limits {
+        return if take(pool, limit, second).await?.is_some() { Ok(None) } else { refused() };
+    }
+    let mut tx = pool.begin().await?;
+    for limit in limits {
+        if take(&mut *tx, limit, second).await?.is_none() {
+            // Give back what the earlier limits of this message took.
+            tx.rollback().await?;
+            return refused();
+        }
+    }
+    tx.commit().await?;
+    Ok(None)
+}
+
+/// One slot under `limit` in window `second`: the count after taking it, or `None` if the
+/// window is full.
+async fn take<'e>(db: impl sqlx::PgExecutor<'e>, limit: &Limit, second: i64) -> sqlx::Result<Option<i32>> {
+    sqlx::query_scalar(
+        "insert into rate_windows (key, second, used) values ($1, $2, 1)
+         on conflict (key, second) do update set used = rate_windows.used + 1
+         where rate_windows.used < $3
+         returning used",
+    )
+    .bind(&limit.key)
+    .bind(second)
+    .bind(i32::try_from(limit.per_second).unwrap_or(i32::MAX))
+    .fetch_optional(db)
+    .await
+}
+
+/// Forgets windows older than a minute (they only matter during their second).
+pub async fn prune(pool: &PgPool, now: OffsetDateTime) -> sqlx::Result<u64> {
+    let (second, _) = window(now);
+    Ok(sqlx::query("delete from rate_windows where second < $1").bind(second - 60).execute(pool).await?.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn windows_are_whole_seconds() {
+        let (s, wait) = window(datetime!(2026-11-24 09:00:00.25 UTC));
+        assert_eq!(s, datetime!(2026-11-24 09:00:00 UTC).unix_timestamp());
+        assert_eq!(wait, Duration::from_millis(750));
+        assert_eq!(window(datetime!(2026-11-24 09:00:01 UTC)).1, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn no_slot_is_taken_in_the_guard() {
+        assert_eq!(in_guard(datetime!(2026-11-24 09:00:00.25 UTC)), None);
+        assert_eq!(in_guard(datetime!(2026-11-24 09:00:00.7 UTC)), None);
+        assert_eq!(in_guard(datetime!(2026-11-24 09:00:00.75 UTC)), Some(Duration::from_millis(250)));
+        assert_eq!(in_guard(datetime!(2026-11-24 09:00:00.999 UTC)), Some(Duration::from_millis(1)));
+        assert_eq!(in_guard(datetime!(2026-11-24 09:00:01 UTC)), None);
+    }
+
+    #[test]
+    fn a_message_is_under_the_account_limit_then_its_domain_limit() {
+        let both = Limits { per_second: Some(14), per_domain: Some(5) };
+        assert_eq!(both.for_message("shop-1", "GMail.com"), vec![Limit::account("shop-1", 14), Limit::domain("shop-1", "gmail.com", 5)]);
+        let account = Limits { per_second: Some(14), per_domain: None };
+        assert_eq!(account.for_message("shop-1", "gmail.com"), vec![Limit::account("shop-1", 14)]);
+        let domain = Limits { per_second: None, per_domain: Some(5) };
+        assert_eq!(domain.for_message("shop-1", "gmail.com"), vec![Limit::domain("shop-1", "gmail.com", 5)]);
+        assert!(Limits::default().for_message("shop-1", "gmail.com").is_empty());
+    }
+
+    #[test]
+    fn limits_come_from_the_delivery_section() {
+        let d = tenancy::Delivery { max_per_second: Some(50), max_per_second_per_domain: Some(10), ..Default::default() };
+        assert_eq!(Limits::of(&d), Limits { per_second: Some(50), per_domain: Some(10) });
+        assert_eq!(Limits::of(&tenancy::Delivery::default()), Limits::default());
+    }
+
+    #[test]
+    fn keys_are_scoped_by_tenant_and_lowercase_domain() {
+        assert_eq!(Limit::account("shop-1", 14).key, "acct:shop-1");
+        assert_eq!(Limit::domain("shop-1", "GMail.com", 5).key, "domain:shop-1:gmail.com");
+    }
+}
