@@ -215,9 +215,11 @@ impl World {
 
         let bounces = Arc::new(Bounces::default());
         let stop = kit::Supervisor::new("test").stop_token();
-        let spec = ConsumerSpec::new("test", Feed::Events(EventKind::EmailBounced), 4);
-        let (b, h) = (bus.clone(), bounces.clone());
-        tokio::spawn(async move { b.run_consumer::<Envelope, _>(spec, h, stop, Duration::from_secs(1)).await });
+        for kind in [EventKind::EmailBounced, EventKind::EmailComplained] {
+            let spec = ConsumerSpec::new("test", Feed::Events(kind), 4);
+            let (b, h, stop) = (bus.clone(), bounces.clone(), stop.clone());
+            tokio::spawn(async move { b.run_consumer::<Envelope, _>(spec, h, stop, Duration::from_secs(1)).await });
+        }
         let db = PgPool::connect(&db_url).await.unwrap();
         Self { _nats: nats, _pg: pg, _tenants: TempDir(dir), bus, db, stub, sender, bounces, sendgrid_key, http: reqwest::Client::new() }
     }
@@ -423,9 +425,13 @@ async fn a_sendgrid_spam_report_suppresses_all_mail() {
     assert_eq!((status, answer), (200, serde_json::json!({"status": "recorded", "feedback": 1})));
 
     assert_eq!(world.suppressions("sendgrid-shop", "spam@example.com").await, vec![("all".to_owned(), "complaint (sendgrid): spamreport".to_owned())]);
-    let (envelope, bounced) = world.bounce(&msg.message_id).await;
-    assert!(bounced.permanent);
-    assert_eq!(envelope.idempotency_key, format!("email.bounced:{}:complaint", msg.message_id));
+    let id = msg.message_id.clone();
+    let envelope = eventually(WAIT, "email.complained", || async {
+        let found = world.bounces.0.lock().unwrap().iter().find(|e| matches!(&e.event, Event::EmailComplained(c) if c.message_id == id)).cloned();
+        found
+    })
+    .await;
+    assert_eq!(envelope.idempotency_key, format!("email.complained:{}", msg.message_id));
     assert_eq!(envelope.source.topic.as_deref(), Some("complaint"));
 
     // All mail: transactional too.

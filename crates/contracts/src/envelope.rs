@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
-    Checkout, CustomerChanged, EmailBounced, EmailClicked, EmailOpened, EmailSent,
+    Checkout, CustomerChanged, EmailBounced, EmailClicked, EmailComplained, EmailOpened, EmailSent,
     EmailUnsubscribed, Fulfillment, FulfillmentStatusUpdated, OrderChanged, OrderPlaced,
     PrivacyRequested, SPEC_VERSION, ShipmentProgressed, ShipmentStalled, ShipmentUpdated,
     TenantId, ids::POSTFLOW_NAMESPACE,
@@ -64,6 +64,8 @@ pub enum Event {
     EmailSent(EmailSent),
     #[serde(rename = "email.bounced")]
     EmailBounced(EmailBounced),
+    #[serde(rename = "email.complained")]
+    EmailComplained(EmailComplained),
     #[serde(rename = "email.opened")]
     EmailOpened(EmailOpened),
     #[serde(rename = "email.clicked")]
@@ -91,13 +93,14 @@ pub enum EventKind {
     PrivacyRequested,
     EmailSent,
     EmailBounced,
+    EmailComplained,
     EmailOpened,
     EmailClicked,
     EmailUnsubscribed,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 19] = [
+    pub const ALL: [EventKind; 20] = [
         Self::OrderPlaced,
         Self::OrderPaid,
         Self::OrderCancelled,
@@ -114,6 +117,7 @@ impl EventKind {
         Self::PrivacyRequested,
         Self::EmailSent,
         Self::EmailBounced,
+        Self::EmailComplained,
         Self::EmailOpened,
         Self::EmailClicked,
         Self::EmailUnsubscribed,
@@ -138,6 +142,7 @@ impl EventKind {
             Self::PrivacyRequested => "privacy.requested",
             Self::EmailSent => "email.sent",
             Self::EmailBounced => "email.bounced",
+            Self::EmailComplained => "email.complained",
             Self::EmailOpened => "email.opened",
             Self::EmailClicked => "email.clicked",
             Self::EmailUnsubscribed => "email.unsubscribed",
@@ -169,6 +174,7 @@ impl Event {
             Self::PrivacyRequested(_) => EventKind::PrivacyRequested,
             Self::EmailSent(_) => EventKind::EmailSent,
             Self::EmailBounced(_) => EventKind::EmailBounced,
+            Self::EmailComplained(_) => EventKind::EmailComplained,
             Self::EmailOpened(_) => EventKind::EmailOpened,
             Self::EmailClicked(_) => EventKind::EmailClicked,
             Self::EmailUnsubscribed(_) => EventKind::EmailUnsubscribed,

@@ -22,7 +22,7 @@ pub use email::{EmailAddress, InvalidEmail, Mailbox};
 pub use envelope::{Envelope, Event, EventKind, Source};
 pub use ids::{ExternalId, InvalidId, MessageId, TenantId};
 pub use messages::{
-    Cause, EmailBounced, EmailClicked, EmailOpened, EmailSent, EmailUnsubscribed, Lane,
+    Cause, EmailBounced, EmailClicked, EmailComplained, EmailOpened, EmailSent, EmailUnsubscribed, Lane,
     OutboundMessage, RenderRequest,
 };
 pub use lifecycle::{

@@ -94,6 +94,16 @@ pub struct EmailBounced {
     pub reason: String,
 }
 
+/// `email.complained`: the recipient marked the message as spam (a provider's feedback
+/// loop). The address is suppressed for all of the tenant's mail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct EmailComplained {
+    pub message_id: MessageId,
+    pub recipient: EmailAddress,
+    /// Who reported it and what they said, e.g. `complaint (postmark): abuse`.
+    pub reason: String,
+}
+
 /// `email.opened`: the open pixel was fetched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct EmailOpened {
@@ -120,6 +130,7 @@ pub struct EmailClicked {
 pub struct EmailUnsubscribed {
     pub message_id: MessageId,
     pub recipient: EmailAddress,
-    /// `one_click` (RFC 8058 POST) or `link` (the confirmation page).
+    /// `one_click` (RFC 8058 POST), `link` (the confirmation page), or `provider` (the
+    /// sending provider reported it).
     pub method: String,
 }

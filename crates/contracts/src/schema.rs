@@ -6,7 +6,7 @@
 use schemars::{JsonSchema, schema_for};
 
 use crate::{
-    Checkout, CustomerChanged, EmailBounced, EmailClicked, EmailOpened, EmailSent,
+    Checkout, CustomerChanged, EmailBounced, EmailClicked, EmailComplained, EmailOpened, EmailSent,
     EmailUnsubscribed, Envelope, Fulfillment, FulfillmentStatusUpdated, OrderChanged, OrderPlaced,
     OutboundMessage, PrivacyRequested, RenderRequest, ShipmentProgressed, ShipmentStalled,
     ShipmentUpdated,
@@ -34,6 +34,7 @@ pub fn all() -> Vec<(String, String)> {
         one::<PrivacyRequested>("privacy.requested"),
         one::<EmailSent>("email.sent"),
         one::<EmailBounced>("email.bounced"),
+        one::<EmailComplained>("email.complained"),
         one::<EmailOpened>("email.opened"),
         one::<EmailClicked>("email.clicked"),
         one::<EmailUnsubscribed>("email.unsubscribed"),

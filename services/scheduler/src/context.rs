@@ -66,6 +66,7 @@ pub fn subject_of(event: &Envelope) -> (Option<String>, Option<String>) {
         Event::PrivacyRequested(p) => (None, p.email.as_ref().map(lower)),
         Event::EmailSent(_)
         | Event::EmailBounced(_)
+        | Event::EmailComplained(_)
         | Event::EmailOpened(_)
         | Event::EmailClicked(_)
         | Event::EmailUnsubscribed(_) => (None, None),

@@ -69,7 +69,7 @@ impl Application {
         let stop = sup.stop_token();
         let drain = self.settings.shutdown.drain_timeout;
         let handler = Arc::new(Profiles { pool: self.pool.clone() });
-        for kind in [EventKind::OrderPlaced, EventKind::EmailUnsubscribed] {
+        for kind in [EventKind::OrderPlaced, EventKind::EmailUnsubscribed, EventKind::EmailComplained] {
             let spec = ConsumerSpec::new("segmenter", Feed::Events(kind), self.settings.concurrency);
             let (bus, handler, stop) = (self.bus.clone(), handler.clone(), stop.clone());
             sup.spawn(spec.durable_name(), async move { bus.run_consumer::<Envelope, _>(spec, handler, stop, drain).await });
@@ -103,9 +103,15 @@ impl Handler<Envelope> for Profiles {
             tracing::debug!(event_id = %env.id, "event already applied");
             return Ok(());
         }
-        match &env.event {
-            Event::OrderPlaced(placed) => apply_order(&mut tx, env.tenant.as_str(), &placed.order).await?,
-            Event::EmailUnsubscribed(u) => {
+        // A spam complaint withdraws marketing consent just as an unsubscribe does.
+        let withdrawn = match &env.event {
+            Event::EmailUnsubscribed(u) => Some((&u.recipient, u.method.as_str(), &u.message_id)),
+            Event::EmailComplained(c) => Some((&c.recipient, "complaint", &c.message_id)),
+            _ => None,
+        };
+        match (&env.event, withdrawn) {
+            (Event::OrderPlaced(placed), _) => apply_order(&mut tx, env.tenant.as_str(), &placed.order).await?,
+            (_, Some((recipient, method, message_id))) => {
                 sqlx::query(
                     "insert into consents (tenant, email, channel, status, source, message_id, recorded_at)
                      values ($1, $2, 'email_marketing', 'unsubscribed', $3, $4, $5)
@@ -115,15 +121,15 @@ impl Handler<Envelope> for Profiles {
                      where consents.recorded_at <= excluded.recorded_at",
                 )
                 .bind(env.tenant.as_str())
-                .bind(u.recipient.key())
-                .bind(&u.method)
-                .bind(u.message_id.as_str())
+                .bind(recipient.key())
+                .bind(method)
+                .bind(message_id.as_str())
                 .bind(env.occurred_at)
                 .execute(&mut *tx)
                 .await
                 .map_err(HandleError::transient)?;
             }
-            other => tracing::debug!(kind = other.kind().as_str(), "event not used by the segmenter"),
+            (other, None) => tracing::debug!(kind = other.kind().as_str(), "event not used by the segmenter"),
         }
         tx.commit().await.map_err(HandleError::transient)?;
         Ok(())

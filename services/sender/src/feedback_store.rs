@@ -3,11 +3,11 @@
 //! delivery — suppressions, `email.bounced`, replay refusal — in one transaction.
 //!
 //! What a piece of feedback does:
-//! - hard bounce, complaint: an `all` suppression, and `email.bounced` with
-//!   `permanent = true` when the payload names one of our messages to that recipient (the
-//!   contracts have no `email.complained`: a complaint is announced as a permanent bounce
-//!   whose reason starts with `complaint`, under its own event id);
-//! - unsubscribe: a `marketing` suppression;
+//! - hard bounce: an `all` suppression, and `email.bounced` (`permanent = true`) when the
+//!   payload names one of our messages to that recipient;
+//! - complaint: an `all` suppression, and `email.complained` for our message;
+//! - unsubscribe: a `marketing` suppression, and `email.unsubscribed` (method `provider`)
+//!   for our message, so consent is updated where it is kept (the segmenter);
 //! - soft bounce: nothing (the provider keeps trying; its final word comes as another event).
 //!
 //! Replays. A delivery's replay key (Mailgun signature token, SNS `MessageId`) and each
@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use bus::Bus;
-use contracts::{EmailBounced, Envelope, Event, Source, TenantId};
+use contracts::{EmailBounced, EmailComplained, EmailUnsubscribed, Envelope, Event, Source, TenantId};
 use kit::Clock;
 use sqlx::PgPool;
 use tenancy::Tenants;
@@ -211,20 +211,28 @@ pub(crate) fn effect(tenant: &TenantId, f: &Feedback) -> Effect {
         FeedbackKind::Unsubscribe => Some("marketing"),
         FeedbackKind::SoftBounce => None,
     };
-    let event = match (&f.message_id, f.kind.suppresses_all()) {
-        (Some(message_id), true) => {
-            // A hard bounce shares the id of the bounce the sender announces itself (one
-            // bounce per message); a complaint comes after a delivery and has its own.
-            let key = match f.kind {
-                FeedbackKind::Complaint => format!("email.bounced:{message_id}:complaint"),
-                _ => format!("email.bounced:{message_id}"),
-            };
-            let source = Source { system: f.origin.as_str().to_owned(), delivery_id: f.event_id.clone(), topic: Some(f.kind.as_str().to_owned()) };
-            let bounced = EmailBounced { message_id: message_id.clone(), recipient: f.recipient.clone(), permanent: true, reason: describe(f) };
-            Some(Envelope::new(tenant.clone(), f.occurred_at, source, key, Event::EmailBounced(bounced)))
-        }
-        _ => None,
-    };
+    let event = f.message_id.as_ref().and_then(|message_id| {
+        let (message_id, recipient) = (message_id.clone(), f.recipient.clone());
+        // A hard bounce shares the id of the bounce the sender announces itself (one bounce
+        // per message); complaints and unsubscribes come after a delivery and have their own.
+        let (key, event) = match f.kind {
+            FeedbackKind::HardBounce => (
+                format!("email.bounced:{message_id}"),
+                Event::EmailBounced(EmailBounced { message_id: message_id.clone(), recipient, permanent: true, reason: describe(f) }),
+            ),
+            FeedbackKind::Complaint => (
+                format!("email.complained:{message_id}"),
+                Event::EmailComplained(EmailComplained { message_id: message_id.clone(), recipient, reason: describe(f) }),
+            ),
+            FeedbackKind::Unsubscribe => (
+                format!("email.unsubscribed:{message_id}:provider"),
+                Event::EmailUnsubscribed(EmailUnsubscribed { message_id: message_id.clone(), recipient, method: "provider".to_owned() }),
+            ),
+            FeedbackKind::SoftBounce => return None,
+        };
+        let source = Source { system: f.origin.as_str().to_owned(), delivery_id: f.event_id.clone(), topic: Some(f.kind.as_str().to_owned()) };
+        Some(Envelope::new(tenant.clone(), f.occurred_at, source, key, event))
+    });
     Effect { suppression: scope.map(|s| (s, describe(f))), event }
 }
 
@@ -295,11 +303,23 @@ mod tests {
     }
 
     #[test]
-    fn hard_bounces_and_complaints_suppress_everything_and_are_announced() {
-        for (kind, key, reason) in [
-            (FeedbackKind::HardBounce, format!("email.bounced:{MID}"), "hard bounce (postmark): 550 5.1.1 unknown"),
-            (FeedbackKind::Complaint, format!("email.bounced:{MID}:complaint"), "complaint (postmark): 550 5.1.1 unknown"),
-        ] {
+    fn complaints_are_their_own_event() {
+        let e = effect(&tenant(), &feedback(FeedbackKind::Complaint, Some(MID)));
+        assert_eq!(e.suppression.as_ref().map(|(s, _)| *s), Some("all"));
+        let event = e.event.unwrap();
+        assert_eq!(event.idempotency_key, format!("email.complained:{MID}"));
+        match event.event {
+            Event::EmailComplained(c) => {
+                assert_eq!(c.message_id.as_str(), MID);
+                assert_eq!(c.reason, "complaint (postmark): 550 5.1.1 unknown");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn hard_bounces_suppress_everything_and_are_announced() {
+        for (kind, key, reason) in [(FeedbackKind::HardBounce, format!("email.bounced:{MID}"), "hard bounce (postmark): 550 5.1.1 unknown")] {
             let e = effect(&tenant(), &feedback(kind, Some(MID)));
             assert_eq!(e.suppression, Some(("all", reason.to_owned())), "{kind}");
             let event = e.event.unwrap();
@@ -336,7 +356,10 @@ mod tests {
     fn unsubscribes_suppress_marketing_and_soft_bounces_nothing() {
         let u = effect(&tenant(), &feedback(FeedbackKind::Unsubscribe, Some(MID)));
         assert_eq!(u.suppression.map(|(s, _)| s), Some("marketing"));
-        assert!(u.event.is_none());
+        match u.event.map(|e| e.event) {
+            Some(Event::EmailUnsubscribed(x)) => assert_eq!(x.method, "provider"),
+            other => panic!("{other:?}"),
+        }
         let soft = effect(&tenant(), &feedback(FeedbackKind::SoftBounce, Some(MID)));
         assert_eq!(soft, Effect { suppression: None, event: None });
     }

@@ -319,6 +319,7 @@ fn accepted(kind: EventKind) -> Result<Accepted, &'static str> {
         EventKind::PrivacyRequested => return Err(REFUSED_PRIVACY),
         EventKind::EmailSent
         | EventKind::EmailBounced
+        | EventKind::EmailComplained
         | EventKind::EmailOpened
         | EventKind::EmailClicked
         | EventKind::EmailUnsubscribed => return Err(REFUSED_EMAIL),
@@ -2526,6 +2527,7 @@ mod tests {
                 "privacy.requested",
                 "email.sent",
                 "email.bounced",
+                "email.complained",
                 "email.opened",
                 "email.clicked",
                 "email.unsubscribed",
