@@ -427,8 +427,7 @@ async fn a_sendgrid_spam_report_suppresses_all_mail() {
     assert_eq!(world.suppressions("sendgrid-shop", "spam@example.com").await, vec![("all".to_owned(), "complaint (sendgrid): spamreport".to_owned())]);
     let id = msg.message_id.clone();
     let envelope = eventually(WAIT, "email.complained", || async {
-        let found = world.bounces.0.lock().unwrap().iter().find(|e| matches!(&e.event, Event::EmailComplained(c) if c.message_id == id)).cloned();
-        found
+        world.bounces.0.lock().unwrap().iter().find(|e| matches!(&e.event, Event::EmailComplained(c) if c.message_id == id)).cloned()
     })
     .await;
     assert_eq!(envelope.idempotency_key, format!("email.complained:{}", msg.message_id));
