@@ -319,7 +319,8 @@ mod tests {
 
     #[test]
     fn hard_bounces_suppress_everything_and_are_announced() {
-        for (kind, key, reason) in [(FeedbackKind::HardBounce, format!("email.bounced:{MID}"), "hard bounce (postmark): 550 5.1.1 unknown")] {
+        {
+            let (kind, key, reason) = (FeedbackKind::HardBounce, format!("email.bounced:{MID}"), "hard bounce (postmark): 550 5.1.1 unknown");
             let e = effect(&tenant(), &feedback(kind, Some(MID)));
             assert_eq!(e.suppression, Some(("all", reason.to_owned())), "{kind}");
             let event = e.event.unwrap();
