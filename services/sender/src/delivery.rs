@@ -148,36 +148,18 @@ impl Deliverer {
 
     /// Inserts the claim; false if another attempt holds it already.
     async fn claim(&self, msg: &OutboundMessage, state: &str, response: Option<&str>) -> Result<bool, HandleError> {
-        let now = self.clock.now();
-        let done = (state != "sending").then_some(now);
-        let inserted = sqlx::query(
-            "insert into deliveries (tenant, message_id, recipient, lane, template, flow, state, response, claimed_at, finished_at)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) on conflict do nothing",
-        )
-        .bind(msg.tenant.as_str())
-        .bind(msg.message_id.as_str())
-        .bind(msg.to.email.as_str())
-        .bind(msg.lane.token())
-        .bind(&msg.template)
-        .bind(&msg.cause.flow)
-        .bind(state)
-        .bind(response)
-        .bind(now)
-        .bind(done)
-        .execute(self.db(msg.lane))
-        .await
-        .map_err(HandleError::transient)?
-        .rows_affected();
+        let inserted = claim_row(msg, state, response, self.clock.now())
+            .execute(self.db(msg.lane))
+            .await
+            .map_err(HandleError::transient)?
+            .rows_affected();
         Ok(inserted == 1)
     }
 
+    /// Records the outcome. An upsert: if the claim's commit failed while the message went
+    /// out anyway (see [`Claim::prepare`]), the outcome still lands in the send log.
     async fn finish(&self, msg: &OutboundMessage, state: &str, response: &str) -> Result<(), HandleError> {
-        sqlx::query("update deliveries set state = $3, response = $4, finished_at = $5 where tenant = $1 and message_id = $2")
-            .bind(msg.tenant.as_str())
-            .bind(msg.message_id.as_str())
-            .bind(state)
-            .bind(response)
-            .bind(self.clock.now())
+        claim_row(msg, state, Some(response), self.clock.now())
             .execute(self.db(msg.lane))
             .await
             .map_err(HandleError::transient)?;
@@ -375,6 +357,37 @@ impl Handler<OutboundMessage> for Deliverer {
 }
 
 /// The claim as a transport sees it: remembers whether it was taken, and why not.
+/// The send-log row of `msg` in `state`: inserted as a claim (`sending`) or an outcome;
+/// for an outcome, an existing claim is updated.
+fn claim_row<'q>(
+    msg: &'q OutboundMessage,
+    state: &'q str,
+    response: Option<&'q str>,
+    now: OffsetDateTime,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let done = (state != "sending").then_some(now);
+    let sql = if state == "sending" {
+        "insert into deliveries (tenant, message_id, recipient, lane, template, flow, state, response, claimed_at, finished_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) on conflict do nothing"
+    } else {
+        "insert into deliveries (tenant, message_id, recipient, lane, template, flow, state, response, claimed_at, finished_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         on conflict (tenant, message_id) do update set state = excluded.state, response = excluded.response,
+           finished_at = excluded.finished_at"
+    };
+    sqlx::query(sql)
+        .bind(msg.tenant.as_str())
+        .bind(msg.message_id.as_str())
+        .bind(msg.to.email.as_str())
+        .bind(msg.lane.token())
+        .bind(&msg.template)
+        .bind(&msg.cause.flow)
+        .bind(state)
+        .bind(response)
+        .bind(now)
+        .bind(done)
+}
+
 struct Gate<'a> {
     deliverer: &'a Deliverer,
     msg: &'a OutboundMessage,
@@ -403,6 +416,43 @@ impl Claim for Gate<'_> {
             };
             *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(refused);
             false
+        })
+    }
+
+    fn prepare(&self) -> BoxFuture<'_, Option<BoxFuture<'_, bool>>> {
+        Box::pin(async move {
+            let (d, msg) = (self.deliverer, self.msg);
+            let attempt = async {
+                let mut tx = d.db(msg.lane).begin().await?;
+                let inserted = claim_row(msg, "sending", None, d.clock.now()).execute(&mut *tx).await?.rows_affected();
+                Ok::<_, sqlx::Error>((tx, inserted))
+            }
+            .await;
+            let refused = match attempt {
+                Ok((tx, 1)) => {
+                    let commit: BoxFuture<'_, bool> = Box::pin(async move {
+                        match tx.commit().await {
+                            Ok(()) => {
+                                self.claimed.store(true, Ordering::SeqCst);
+                                true
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "claim commit failed while the message was being handed over");
+                                *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(HandleError::transient(e));
+                                false
+                            }
+                        }
+                    });
+                    return Some(commit);
+                }
+                Ok((tx, _)) => {
+                    let _ = tx.rollback().await;
+                    HandleError::Defer(Duration::from_secs(1))
+                }
+                Err(e) => HandleError::transient(e),
+            };
+            *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(refused);
+            None
         })
     }
 }

@@ -1,5 +1,6 @@
 //! The SMTP relay as a transport: the lane's connection pool, MAIL/RCPT/DATA, the claim
-//! after the server's 354, then the body and its final dot.
+//! after the server's 354 (written in a transaction whose COMMIT goes out just before the
+//! body and its final dot), then the outcome.
 
 use contracts::Lane;
 
@@ -43,12 +44,22 @@ impl SmtpTransport {
             // Nothing was handed over before DATA's 354: safe to try again.
             Err(e) => return Err(Failure::Temporary(e.to_string())),
         }
-        if !claim.claim().await {
-            // Another attempt claimed it between our check and now.
+        let Some(mut commit) = claim.prepare().await else {
+            // Another attempt claimed it between our check and now, or the database failed.
             conn.reset().await;
             return Err(Failure::NotClaimed);
-        }
-        match conn.finish(out.mime).await {
+        };
+        // One poll of the commit writes COMMIT to the database before the body and its
+        // final dot are written to the server (see `Claim::prepare`).
+        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(commit.as_mut().poll(cx))).await;
+        let committed = async {
+            match first {
+                std::task::Poll::Ready(v) => v,
+                std::task::Poll::Pending => commit.await,
+            }
+        };
+        let (_, sent) = tokio::join!(committed, conn.finish(out.mime));
+        match sent {
             Ok(response) => Ok(Accepted { response }),
             Err(SmtpFailure::Permanent(reason)) => Err(Failure::Permanent(reason)),
             // A 4xx after the final dot: the server did not take it.
