@@ -55,6 +55,19 @@ async fn temporary_refusals_are_retried_until_accepted() {
 }
 
 #[tokio::test]
+async fn a_server_closing_with_421_is_retried_and_the_message_sent_once() {
+    let stack = Stack::start().await;
+    // 421 at the greeting: the server is shutting down or overloaded (RFC 5321 §3.8).
+    stack.smtp.push_rule(Rule::connect(421, "4.3.2 service not available, closing channel").times(2));
+    let res = stack.post_shopify(&shopify_sample(), "busy", Some(SHOPIFY_SECRET)).await;
+    assert_eq!(res.status(), 200);
+    stack.smtp.wait_for(1, Duration::from_secs(60)).await.unwrap();
+    stack.settle().await;
+    assert_eq!(stack.smtp.count(), 1, "delivered once");
+    assert_eq!(stack.smtp.rejected(), 2, "after two 421 greetings");
+}
+
+#[tokio::test]
 async fn a_message_nothing_can_help_is_dead_lettered_with_its_reason() {
     let stack = Stack::start().await;
     let req = RenderRequest {

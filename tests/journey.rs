@@ -396,18 +396,25 @@ async fn woocommerce_order_with_easypost_tracking_sends_exactly_the_right_emails
     // An exception, then a burst: out for delivery and delivered seven minutes apart.
     scans.push(("failure", "Weather delay", t + days(1)));
     j.set(t + days(1)).await;
-    j.easypost(&easypost_event("evt_4", &scans)).await;
+    let exception = easypost_event("evt_4", &scans);
+    j.easypost(&exception).await;
+    j.easypost(&exception).await; // EasyPost retries
     j.advance(minutes(10)).await;
     let mail = j.expect(&["order_confirmation", "shipping_confirmation", "shipment_update"]).await;
     assert!(body_text(&mail).contains("Weather delay"));
 
     let day2 = t + days(2);
+    scans.push(("in_transit", "Arrived at post office", day2 - hours(3)));
+    j.set(day2 - hours(3)).await;
+    j.easypost(&easypost_event("evt_4b", &scans)).await;
     scans.push(("out_for_delivery", "Out for delivery", day2));
     j.set(day2).await;
     j.easypost(&easypost_event("evt_5", &scans)).await;
     j.advance(minutes(7)).await;
     scans.push(("delivered", "Delivered, in mailbox", day2 + minutes(7)));
-    j.easypost(&easypost_event("evt_6", &scans)).await;
+    let delivered = easypost_event("evt_6", &scans);
+    j.easypost(&delivered).await;
+    j.easypost(&delivered).await; // and again
     j.advance(minutes(10)).await;
     let mail = j.expect(&["order_confirmation", "shipping_confirmation", "shipment_update", "delivered"]).await;
     let delivered_at = j.now();
@@ -418,6 +425,8 @@ async fn woocommerce_order_with_easypost_tracking_sends_exactly_the_right_emails
     let mut late = scans.clone();
     late.truncate(3);
     j.easypost(&easypost_event("evt_7", &late)).await;
+    late.truncate(2);
+    j.easypost(&easypost_event("evt_8", &late)).await;
     j.advance(hours(1)).await;
     j.expect(&["order_confirmation", "shipping_confirmation", "shipment_update", "delivered"]).await;
 
@@ -459,4 +468,59 @@ async fn a_silent_parcel_gets_one_apology_and_a_cancelled_order_ends_its_journey
     j.advance(days(4)).await;
     let sent = j.sent().await;
     assert!(!sent.contains(&"review_request".to_owned()), "a cancelled order gets no review request: {sent:?}");
+}
+
+/// A generic-format order with the given (product id, title) lines.
+fn generic_order(id: &str, email: &str, lines: &[(&str, &str)]) -> Value {
+    let money = |minor: i64| json!({ "minor": minor, "currency": "EUR" });
+    let lines: Vec<Value> = lines
+        .iter()
+        .map(|(product, title)| {
+            json!({ "product_id": product, "title": title, "quantity": 1, "unit_price": money(1500), "total": money(1500),
+                    "url": format!("https://demo-shop.example/products/{product}") })
+        })
+        .collect();
+    let total = 1500 * lines.len() as i64;
+    json!({ "type": "order.placed", "data": { "order": {
+        "id": id, "number": id, "currency": "EUR", "placed_at": "2026-11-24T09:00:00Z",
+        "customer": { "email": email, "first_name": "Grace", "locale": "en" },
+        "lines": lines, "subtotal": money(total), "shipping": money(0), "tax": money(0), "discounts": money(0),
+        "total": money(total)
+    } } })
+}
+
+#[tokio::test]
+async fn cross_sell_learns_what_the_shops_customers_buy_together() {
+    let j = Journey::start().await;
+    let post = |order: Value, msg: &'static str| {
+        let body = serde_json::to_vec(&order).unwrap();
+        let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+        let headers = vec![
+            ("webhook-id", msg.to_owned()),
+            ("webhook-timestamp", ts.to_string()),
+            ("webhook-signature", ingest::sources::postflow::sign(SECRET.as_bytes(), msg, ts, &body).unwrap()),
+        ];
+        (headers, body)
+    };
+    for (order, msg) in [
+        (generic_order("A-1", "ada@example.com", &[("teapot", "Teapot"), ("cups", "Tea cups")]), "m1"),
+        (generic_order("A-2", "bo@example.com", &[("teapot", "Teapot"), ("kettle", "Kettle")]), "m2"),
+        (generic_order("A-3", "cy@example.com", &[("teapot", "Teapot"), ("cups", "Tea cups")]), "m3"),
+    ] {
+        let (headers, body) = post(order, msg);
+        j.post("postflow", headers, body).await;
+        j.settle().await;
+    }
+    let first = j.stack.smtp.messages().into_iter().find(|m| m.rcpt_to == ["ada@example.com"]).unwrap();
+    assert!(!body_text(&first).contains("Kettle"), "nothing learned yet: the shop's picks");
+    assert!(body_text(&first).contains("Lens cleaning kit"), "the shop's own picks fill in");
+
+    // A new customer buys a teapot: cups were bought with it twice, the kettle once.
+    let (headers, body) = post(generic_order("A-4", "di@example.com", &[("teapot", "Teapot")]), "m4");
+    j.post("postflow", headers, body).await;
+    j.settle().await;
+    let mail = j.stack.smtp.messages().into_iter().find(|m| m.rcpt_to == ["di@example.com"]).unwrap();
+    let text = body_text(&mail);
+    let (cups, kettle) = (text.find("Tea cups").expect("cups recommended"), text.find("Kettle").expect("kettle recommended"));
+    assert!(cups < kettle, "most often bought together first");
 }
