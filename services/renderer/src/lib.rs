@@ -52,6 +52,10 @@ pub struct Settings {
     pub nats: BusSettings,
     pub tenants_dir: PathBuf,
     pub concurrency: usize,
+    /// How many marketing messages render at once (CPU threads). 0 = one less than the
+    /// machine's cores (at least 1), so a campaign never takes every core from the order
+    /// confirmations rendering beside it.
+    pub marketing_render_threads: usize,
     pub tracking: TrackingSettings,
     pub shutdown: ShutdownSettings,
     pub telemetry: TelemetrySettings,
@@ -80,6 +84,7 @@ impl Default for Settings {
             nats: BusSettings::default(),
             tenants_dir: "tenants".into(),
             concurrency: 32,
+            marketing_render_threads: 0,
             tracking: TrackingSettings::default(),
             shutdown: ShutdownSettings::default(),
             telemetry: TelemetrySettings::default(),
@@ -271,12 +276,23 @@ impl Composer {
 struct Worker {
     composer: Arc<Composer>,
     bus: Bus,
+    /// Caps marketing renders (CPU) so transactional ones always find a core.
+    marketing: Arc<tokio::sync::Semaphore>,
+}
+
+/// The marketing render cap for `setting` on a machine with `cores` cores.
+fn marketing_threads(setting: usize, cores: usize) -> usize {
+    if setting > 0 { setting } else { cores.saturating_sub(1).max(1) }
 }
 
 impl Handler<RenderRequest> for Worker {
     async fn handle(&self, d: Delivery<RenderRequest>) -> Result<(), HandleError> {
         let req = d.body;
         let composer = self.composer.clone();
+        let _cpu = match req.lane {
+            Lane::Marketing => Some(self.marketing.clone().acquire_owned().await.map_err(HandleError::transient)?),
+            Lane::Transactional => None,
+        };
         // MJML rendering is CPU work: keep it off the async workers.
         let msg = tokio::task::spawn_blocking(move || composer.compose(&req))
             .await
@@ -313,7 +329,9 @@ impl Application {
         let mut sup = Supervisor::new("renderer");
         let stop = sup.stop_token();
         let drain = self.settings.shutdown.drain_timeout;
-        let worker = Arc::new(Worker { composer: self.composer.clone(), bus: self.bus.clone() });
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let marketing = Arc::new(tokio::sync::Semaphore::new(marketing_threads(self.settings.marketing_render_threads, cores)));
+        let worker = Arc::new(Worker { composer: self.composer.clone(), bus: self.bus.clone(), marketing });
         // One consumer per lane: a marketing backlog never delays a transactional render.
         for lane in Lane::ALL {
             let spec = ConsumerSpec::new("renderer", Feed::Render(lane), self.settings.concurrency);
@@ -376,6 +394,14 @@ async fn preview(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use std::collections::BTreeMap;
+
+    #[test]
+    fn marketing_leaves_a_core_to_transactional_renders() {
+        assert_eq!(super::marketing_threads(0, 2), 1);
+        assert_eq!(super::marketing_threads(0, 8), 7);
+        assert_eq!(super::marketing_threads(0, 1), 1, "a single core still renders campaigns");
+        assert_eq!(super::marketing_threads(3, 2), 3, "an explicit setting wins");
+    }
 
     use contracts::{Cause, EmailAddress, Mailbox, MessageId};
     use tenancy::{Brand, CrossSell, Delivery, SenderIdentity, ShipmentSettings, Tracking};
