@@ -1,5 +1,7 @@
-//! Scheduler: starts each tenant's flows for the events that trigger them and steps them
-//! forward with durable timers.
+//! Scheduler: keeps the journey's memory (orders, customer facts, products bought
+//! together, parcels), starts each tenant's flows for the events that trigger them (when
+//! their condition holds), ends them at their goal, and steps them forward with durable
+//! timers. Parcels become `shipment.progressed` / `shipment.stalled` events here.
 //!
 //! Invariants:
 //! - a run is keyed by (tenant, flow, trigger idempotency key): a redelivered or replayed
