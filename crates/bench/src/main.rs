@@ -6,6 +6,7 @@
 mod load;
 mod procs;
 mod report;
+mod sample;
 mod scenarios;
 
 use std::path::PathBuf;
@@ -27,11 +28,19 @@ pub struct Cli {
     /// Write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Messages in the send scenario and in the latency scenario's marketing backlog
-    /// (default 100,000; 300 with --quick). The target scale is 1,000,000.
+    /// Messages in the send and sender scenarios and in the latency scenario's marketing
+    /// backlog (default 100,000; 300 with --quick). The target scale is 1,000,000.
     #[arg(long)]
     pub messages: Option<usize>,
-    /// Run only these scenarios (ingest, latency, send, tracker).
+    /// Orders per second in the latency scenario (default 200; 20 with --quick).
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// SMTP connections of the sender's marketing lane in the sender scenario, and of the
+    /// smtp-source baseline (default 4, the sender's default); 4 messages in flight per
+    /// connection (16 at the default, the sender's default).
+    #[arg(long, default_value_t = 4)]
+    pub sender_connections: usize,
+    /// Run only these scenarios (ingest, latency, send, sender, tracker).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }

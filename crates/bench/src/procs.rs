@@ -42,12 +42,7 @@ impl Proc {
 
     /// User + system CPU seconds used so far.
     pub fn cpu_seconds(&self) -> f64 {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else { return 0.0 };
-        // Fields after the parenthesised command name; utime and stime are 14th and 15th.
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        (ticks(11) + ticks(12)) / clock_ticks()
+        pid_cpu_seconds(self.pid, false)
     }
 
     /// (current, peak) resident memory in MiB.
@@ -104,5 +99,65 @@ pub fn tool(name: &str) -> Option<PathBuf> {
     on_path.or_else(|| {
         let s = PathBuf::from("/usr/sbin").join(name);
         s.is_file().then_some(s)
+    })
+}
+
+/// Busy and total CPU time of the whole machine so far (ticks, from /proc/stat): the load
+/// of everything else on a shared machine shows up as the difference to our processes.
+pub fn machine_cpu() -> (u64, u64) {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else { return (0, 0) };
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else { return (0, 0) };
+    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal …; idle and iowait are not busy.
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// Share of the machine's CPU that was busy between two [`machine_cpu`] readings.
+pub fn busy_share(before: (u64, u64), after: (u64, u64)) -> f64 {
+    let total = after.1.saturating_sub(before.1);
+    if total == 0 { 0.0 } else { after.0.saturating_sub(before.0) as f64 / total as f64 }
+}
+
+/// CPU seconds of process `pid` (user + system), with `reaped` also those of its children
+/// that exited and were waited for.
+pub fn pid_cpu_seconds(pid: u32, reaped: bool) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    stat_cpu_seconds(&stat, reaped)
+}
+
+fn stat_cpu_seconds(stat: &str, reaped: bool) -> f64 {
+    // Fields after the parenthesised command name: utime, stime, cutime, cstime are the
+    // 14th to 17th fields of the line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let own = ticks(11) + ticks(12);
+    (if reaped { own + ticks(13) + ticks(14) } else { own }) / clock_ticks()
+}
+
+/// CPU seconds of a process tree: the root (with its reaped children) and its live
+/// children. For PostgreSQL: the postmaster and every backend, including ended ones.
+pub fn tree_cpu_seconds(root: u32) -> f64 {
+    let mut total = pid_cpu_seconds(root, true);
+    let Ok(dir) = std::fs::read_dir("/proc") else { return total };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let ppid = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(root) {
+            total += stat_cpu_seconds(&stat, true);
+        }
+    }
+    total
+}
+
+/// The first process whose command line contains `needle`.
+pub fn find_pid(needle: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(needle).then_some(pid)
     })
 }
