@@ -181,22 +181,33 @@ impl Engine {
         if flows.is_empty() {
             return Ok(0);
         }
+        // Read only what these flows need: the order and customer facts for conditions (and
+        // the order for the run's email when the event names none), reached goals for goals.
+        let conditional = flows.iter().any(|f| f.when.is_some());
         let snapshot = match order_id {
-            Some(id) => journey::order(tx, tenant.id.as_str(), id).await.map_err(HandleError::transient)?,
-            None => None,
+            Some(id) if conditional || email.is_none() => {
+                journey::order(tx, tenant.id.as_str(), id).await.map_err(HandleError::transient)?
+            }
+            _ => None,
         };
         let order = snapshot.as_ref().or_else(|| context::order_in(event));
         let email = email.map(str::to_owned).or_else(|| order.and_then(|o| o.customer.email.as_ref().map(contracts::EmailAddress::key)));
-        let facts = journey::customer(tx, tenant.id.as_str(), email.as_deref()).await.map_err(HandleError::transient)?;
-        let vars = context::condition_vars(event, order, &facts);
+        let vars = if conditional {
+            let facts = journey::customer(tx, tenant.id.as_str(), email.as_deref()).await.map_err(HandleError::transient)?;
+            context::condition_vars(event, order, &facts)
+        } else {
+            serde_json::Value::Null
+        };
         let reached: Vec<String> = match order_id {
-            Some(id) => sqlx::query_scalar("select kind from goals_reached where tenant = $1 and order_id = $2")
-                .bind(tenant.id.as_str())
-                .bind(id)
-                .fetch_all(&mut **tx)
-                .await
-                .map_err(HandleError::transient)?,
-            None => Vec::new(),
+            Some(id) if flows.iter().any(|f| !f.exit_on.is_empty()) => {
+                sqlx::query_scalar("select kind from goals_reached where tenant = $1 and order_id = $2")
+                    .bind(tenant.id.as_str())
+                    .bind(id)
+                    .fetch_all(&mut **tx)
+                    .await
+                    .map_err(HandleError::transient)?
+            }
+            _ => Vec::new(),
         };
         let body = serde_json::to_value(event).map_err(HandleError::permanent)?;
         let trace = serde_json::to_value(telemetry::current_context_headers()).map_err(HandleError::permanent)?;
@@ -254,6 +265,10 @@ impl Engine {
                 () = self.wake.notified() => {},
                 _ = tick.tick() => {},
             }
+            // Once per wake-up, not once per batch: expiry is housekeeping.
+            if let Err(e) = journey::expire_unlinked(&self.pool, self.clock.now()).await {
+                tracing::warn!(error = %format!("{e:#}"), "expiring unlinked carrier updates failed; will retry");
+            }
             loop {
                 let shipments = match self.fire_shipments().await {
                     Ok(n) => n,
@@ -279,12 +294,10 @@ impl Engine {
     }
 
     /// Publishes the shipment events due now (notifications after a burst window, stalls),
-    /// then commits the parcels' new state; expires carrier updates that never linked.
-    /// Returns how many events were published.
+    /// then commits the parcels' new state. Returns how many events were published.
     async fn fire_shipments(&self) -> anyhow::Result<usize> {
         let now = self.clock.now();
         let mut tx = self.pool.begin().await?;
-        journey::expire_unlinked(&mut tx, now).await?;
         let events = journey::due_shipment_events(&mut tx, &self.tenants, now, self.batch).await?;
         for event in &events {
             self.bus.publish_event(event).await?;

@@ -3,8 +3,9 @@
 //! that turn carrier updates into `shipment.progressed` / `shipment.stalled` events.
 //!
 //! Invariants:
-//! - every function here runs inside the caller's transaction; the event that caused it is
-//!   recorded in `applied_events` in the same transaction, so nothing is applied twice;
+//! - every function here but the housekeeping `expire_unlinked` runs inside the caller's
+//!   transaction; the event that caused it is recorded in `applied_events` in the same
+//!   transaction, so nothing is applied twice;
 //! - a change older (by the source's time) than what is stored never overwrites it;
 //! - derived events have keys fixed by the row's sequence numbers, so a publish repeated
 //!   after a crash is the same business event and dedupes downstream.
@@ -546,10 +547,10 @@ pub(crate) async fn due_shipment_events(
 }
 
 /// Drops carrier updates whose fulfillment never came within the tenant's `link_wait`.
-pub(crate) async fn expire_unlinked(tx: &mut Tx<'_>, now: OffsetDateTime) -> sqlx::Result<u64> {
+pub(crate) async fn expire_unlinked(pool: &sqlx::PgPool, now: OffsetDateTime) -> sqlx::Result<u64> {
     let n = sqlx::query("delete from shipments where order_id is null and link_deadline <= $1")
         .bind(now)
-        .execute(&mut **tx)
+        .execute(pool)
         .await?
         .rows_affected();
     if n > 0 {
