@@ -190,12 +190,21 @@ impl Conn<'_> {
         self.discard_on(r)
     }
 
-    /// Sends the body and the final dot; `Ok` carries the server's acceptance line.
-    pub async fn finish(&mut self, body: &[u8]) -> Result<String, SmtpFailure> {
+    /// Sends the body, calls `before_dot`, then sends the final dot; `Ok` carries the
+    /// server's acceptance line.
+    ///
+    /// `before_dot` runs after the whole body has been written and right before the final
+    /// dot is, with no await in between: lettre asks its body iterator for the next part
+    /// after writing the previous one and writes the dot as soon as the iterator ends. So
+    /// whatever `before_dot` writes to another socket and the dot leave this process one
+    /// system call apart (unless the socket's send buffer is full). It never runs if the
+    /// body could not be written — the dot was then never sent either.
+    pub async fn finish(&mut self, body: &[u8], before_dot: impl FnOnce() + Send) -> Result<String, SmtpFailure> {
         let limit = self.pool.settings.timeout;
         let r = async {
             let c = self.conn()?;
-            let resp = timed(limit, c.message(body)).await?;
+            let parts = ThenBeforeDot { body: Some(body), before_dot: Some(before_dot) };
+            let resp = timed(limit, c.message_iter(parts)).await?;
             Ok(format!("{} {}", resp.code(), resp.message().collect::<Vec<_>>().join(" ")))
         }
         .await;
@@ -215,6 +224,27 @@ impl Conn<'_> {
     /// cut off, the server's state is unknown).
     pub fn discard(&mut self) {
         self.inner = None;
+    }
+}
+
+/// The message as lettre's body iterator: one part (the body), then, when lettre asks for
+/// the next part — the body is written and the final dot comes next — the hook.
+struct ThenBeforeDot<'a, F> {
+    body: Option<&'a [u8]>,
+    before_dot: Option<F>,
+}
+
+impl<'a, F: FnOnce()> Iterator for ThenBeforeDot<'a, F> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if let Some(body) = self.body.take() {
+            return Some(body);
+        }
+        if let Some(hook) = self.before_dot.take() {
+            hook();
+        }
+        None
     }
 }
 

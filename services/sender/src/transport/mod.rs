@@ -74,11 +74,13 @@ pub trait Claim: Send + Sync {
 
     /// The claim in two phases, for a hand-over that is one write (SMTP's final dot): the
     /// row is written in an open transaction now, and the returned future commits it. The
-    /// transport starts the commit (its first poll writes COMMIT), then the hand-over, so a
-    /// crash can leave a durable claim without a handed-over message only between those
-    /// two writes; a crash before the COMMIT write rolls the claim back, and the
-    /// redelivery sends. If the commit fails while the message went out, the outcome is
-    /// still recorded (outcomes are upserts). `None` when this attempt must not send.
+    /// transport writes everything but the hand-over, starts the commit (its first poll
+    /// writes COMMIT), then makes the hand-over, so a crash can leave a durable claim
+    /// without a handed-over message only between those two writes; a crash before the
+    /// COMMIT write rolls the claim back, and the redelivery sends. Dropping the future
+    /// unpolled rolls the claim back. If the commit fails while the message went out, the
+    /// outcome is still recorded (outcomes are upserts). `None` when this attempt must not
+    /// send.
     fn prepare(&self) -> BoxFuture<'_, Option<BoxFuture<'_, bool>>>;
 }
 

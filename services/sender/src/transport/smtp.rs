@@ -1,6 +1,6 @@
 //! The SMTP relay as a transport: the lane's connection pool, MAIL/RCPT/DATA, the claim
-//! after the server's 354 (written in a transaction whose COMMIT goes out just before the
-//! body and its final dot), then the outcome.
+//! after the server's 354 (written in a transaction whose COMMIT goes out after the body
+//! and right before its final dot), then the outcome.
 
 use contracts::Lane;
 
@@ -49,16 +49,37 @@ impl SmtpTransport {
             conn.reset().await;
             return Err(Failure::NotClaimed);
         };
-        // One poll of the commit writes COMMIT to the database before the body and its
-        // final dot are written to the server (see `Claim::prepare`).
-        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(commit.as_mut().poll(cx))).await;
-        let committed = async {
-            match first {
-                std::task::Poll::Ready(v) => v,
-                std::task::Poll::Pending => commit.await,
-            }
-        };
-        let (_, sent) = tokio::join!(committed, conn.finish(out.mime));
+        // The body goes to the server first (without its final dot the server keeps
+        // waiting and will discard it if we die). Then one poll of the commit writes COMMIT
+        // to the database and the final dot follows with no await in between (see
+        // `Conn::finish`), so a crash strands a durable claim without a handed-over message
+        // only between those two system calls. The commit is polled once with a no-op
+        // waker and then driven to the end below with the task's own.
+        let mut committed: Option<bool> = None;
+        let mut commit_started = false;
+        let sent = conn
+            .finish(out.mime, || {
+                commit_started = true;
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                if let std::task::Poll::Ready(v) = commit.as_mut().poll(&mut cx) {
+                    committed = Some(v);
+                }
+            })
+            .await;
+        if !commit_started {
+            // The body never went out whole, so neither did the dot: nothing was handed
+            // over. Dropping the open transaction rolls the claim back; try again later.
+            drop(commit);
+            conn.discard();
+            let reason = match sent {
+                Err(e) => e.to_string(),
+                Ok(r) => format!("server answered {r} before the end of the message"),
+            };
+            return Err(Failure::Temporary(reason));
+        }
+        if committed.is_none() {
+            commit.await;
+        }
         match sent {
             Ok(response) => Ok(Accepted { response }),
             Err(SmtpFailure::Permanent(reason)) => Err(Failure::Permanent(reason)),
