@@ -140,8 +140,31 @@ pub struct Delivery {
     /// Per recipient domain (e.g. gmail.com), shared by all sender replicas.
     pub max_per_second_per_domain: Option<u32>,
     /// Verifies the provider's bounce and complaint webhooks (Mailgun signing key,
-    /// SendGrid verification key, Postmark basic-auth password).
+    /// SendGrid verification key, Postmark basic-auth password, SES topic ARNs) and, for
+    /// the SMTP relay, the bounce messages (DSNs) posted to the sender.
     pub webhook_secret: Option<Secret>,
+    /// SMTP relay only: the envelope sender (`MAIL FROM`, the `Return-Path` receivers
+    /// see), where asynchronous bounces are mailed. `None`: the `[sender] from` address.
+    pub bounce_address: Option<EmailAddress>,
+    /// Postmark only: the message stream ids of the two lanes (defaults `outbound`, the
+    /// server's default transactional stream, and `broadcast`).
+    pub transactional_stream: String,
+    pub marketing_stream: String,
+}
+
+impl Delivery {
+    /// Postmark's default message stream for transactional mail.
+    pub const DEFAULT_TRANSACTIONAL_STREAM: &'static str = "outbound";
+    /// Postmark's default message stream for marketing (broadcast) mail.
+    pub const DEFAULT_MARKETING_STREAM: &'static str = "broadcast";
+
+    /// The Postmark message stream of `lane`.
+    pub fn stream(&self, lane: Lane) -> &str {
+        match lane {
+            Lane::Transactional => &self.transactional_stream,
+            Lane::Marketing => &self.marketing_stream,
+        }
+    }
 }
 
 impl Default for Delivery {
@@ -157,6 +180,9 @@ impl Default for Delivery {
             max_per_second: None,
             max_per_second_per_domain: None,
             webhook_secret: None,
+            bounce_address: None,
+            transactional_stream: Self::DEFAULT_TRANSACTIONAL_STREAM.to_owned(),
+            marketing_stream: Self::DEFAULT_MARKETING_STREAM.to_owned(),
         }
     }
 }

@@ -55,6 +55,9 @@ struct RawDelivery {
     max_per_second: Option<u32>,
     max_per_second_per_domain: Option<u32>,
     webhook_secret: Option<Spanned<String>>,
+    bounce_address: Option<Spanned<String>>,
+    transactional_stream: Option<Spanned<String>>,
+    marketing_stream: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -597,6 +600,13 @@ fn parse_delivery(cx: &mut FileCtx, raw: &RawDelivery) -> Delivery {
         max_per_second: raw.max_per_second,
         max_per_second_per_domain: raw.max_per_second_per_domain,
         webhook_secret: raw.webhook_secret.as_ref().and_then(|s| secret(cx, s)),
+        bounce_address: raw.bounce_address.as_ref().and_then(|a| parse_email(cx, a)),
+        transactional_stream: raw
+            .transactional_stream
+            .as_ref()
+            .map_or(Delivery::DEFAULT_TRANSACTIONAL_STREAM, |s| s.get_ref().as_str())
+            .to_owned(),
+        marketing_stream: raw.marketing_stream.as_ref().map_or(Delivery::DEFAULT_MARKETING_STREAM, |s| s.get_ref().as_str()).to_owned(),
     };
     let missing: Vec<&str> = match provider {
         Provider::Smtp => vec![],
@@ -620,7 +630,31 @@ fn parse_delivery(cx: &mut FileCtx, raw: &RawDelivery) -> Delivery {
     if raw.max_per_second == Some(0) || raw.max_per_second_per_domain == Some(0) {
         cx.err(&raw.provider, "rate limits must be at least 1 per second");
     }
+    if let Some(a) = &raw.bounce_address
+        && provider != Provider::Smtp
+    {
+        cx.err(a, format!("bounce_address is for the smtp relay; {} sets the envelope sender itself", provider.as_str()));
+    }
+    for s in [&raw.transactional_stream, &raw.marketing_stream].into_iter().flatten() {
+        if provider != Provider::Postmark {
+            cx.err(s, format!("message streams are Postmark's; provider is {}", provider.as_str()));
+        } else if !is_stream_id(s.get_ref()) {
+            cx.err(s, "a message stream id is 1 to 100 letters, digits, '-' or '_'");
+        }
+    }
+    if let Some(s) = raw.marketing_stream.as_ref().or(raw.transactional_stream.as_ref())
+        && provider == Provider::Postmark
+        && d.marketing_stream == d.transactional_stream
+    {
+        cx.err(s, "marketing_stream must differ from transactional_stream: Postmark wants marketing mail on a broadcast stream");
+    }
     d
+}
+
+/// A Postmark message stream id as its UI makes them (`outbound`, `broadcast`,
+/// `transactional-dev`); checked conservatively, as it travels in every request.
+fn is_stream_id(s: &str) -> bool {
+    (1..=100).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn parse_dkim(cx: &mut FileCtx, raw: &RawDkim, from: &Option<EmailAddress>) -> Option<Dkim> {
@@ -952,6 +986,36 @@ stalled_after = "4d"
         assert_eq!(t.shipments.burst_window, Duration::ZERO);
         assert_eq!(t.shipments.stalled_after, Duration::from_secs(4 * 86_400));
         assert_eq!(t.shipments.link_wait, ShipmentSettings::default().link_wait);
+    }
+
+    #[test]
+    fn bounce_address_and_message_streams_are_validated() {
+        let root = tempfile::tempdir().unwrap();
+        let load = |delivery: &str| {
+            write(root.path(), "demo/tenant.toml", &format!("{TENANT}[delivery]\n{delivery}"));
+            Tenants::load_dir(root.path()).map(|t| t.find("demo").unwrap().delivery.clone()).map_err(|e| e.to_string())
+        };
+
+        let smtp = load("provider = \"smtp\"\n").unwrap();
+        assert_eq!(smtp.bounce_address, None, "the [sender] from address is the default");
+        let smtp = load("provider = \"smtp\"\nbounce_address = \"Bounces@bounce.demo.example\"\n").unwrap();
+        assert_eq!(smtp.bounce_address.map(|a| a.key()).as_deref(), Some("bounces@bounce.demo.example"));
+        let postmark = load("provider = \"postmark\"\napi_key = \"k\"\n").unwrap();
+        assert_eq!((postmark.stream(Lane::Transactional), postmark.stream(Lane::Marketing)), ("outbound", "broadcast"));
+        let postmark = load("provider = \"postmark\"\napi_key = \"k\"\ntransactional_stream = \"orders\"\nmarketing_stream = \"news_2\"\n").unwrap();
+        assert_eq!((postmark.stream(Lane::Transactional), postmark.stream(Lane::Marketing)), ("orders", "news_2"));
+
+        for (delivery, want) in [
+            ("provider = \"smtp\"\nbounce_address = \"nobody\"\n", "tenant.toml:12:18: invalid email address"),
+            ("provider = \"postmark\"\napi_key = \"k\"\nbounce_address = \"b@demo.example\"\n", "bounce_address is for the smtp relay; postmark sets the envelope sender itself"),
+            ("provider = \"smtp\"\nmarketing_stream = \"news\"\n", "tenant.toml:12:20: message streams are Postmark's; provider is smtp"),
+            ("provider = \"postmark\"\napi_key = \"k\"\nmarketing_stream = \"my stream\"\n", "a message stream id is 1 to 100 letters, digits, '-' or '_'"),
+            ("provider = \"postmark\"\napi_key = \"k\"\ntransactional_stream = \"\"\n", "a message stream id is 1 to 100"),
+            ("provider = \"postmark\"\napi_key = \"k\"\ntransactional_stream = \"broadcast\"\n", "marketing_stream must differ from transactional_stream"),
+        ] {
+            let text = load(delivery).unwrap_err();
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
     }
 
     #[test]
