@@ -78,6 +78,7 @@ async fn a_message_nothing_can_help_is_dead_lettered_with_its_reason() {
         template: "no_such_template".into(),
         to: Mailbox { name: None, email: contracts::EmailAddress::parse("ada@example.com").unwrap() },
         locale: None,
+        topic: None,
         cause: Cause { flow: "test".into(), run_id: uuid::Uuid::nil(), step: 0, event_id: uuid::Uuid::nil() },
         data: serde_json::json!({}),
     };

@@ -127,6 +127,7 @@ fn render_all() -> Vec<Email> {
                 template: template.into(),
                 to: Mailbox { name: Some("Ana Silva".into()), email: EmailAddress::parse("ana.silva@example.com").unwrap() },
                 locale: Some(locale.into()),
+                topic: None,
                 cause: Cause { flow: "golden".into(), run_id: Default::default(), step: 0, event_id: Default::default() },
                 data: data.clone(),
             };

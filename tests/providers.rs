@@ -319,6 +319,7 @@ fn message(provider: &str, to: &str, tag: &str) -> OutboundMessage {
             ("List-Unsubscribe-Post".into(), "List-Unsubscribe=One-Click".into()),
         ],
         template: "order_confirmation".into(),
+        topic: None,
         cause: Cause { flow: "test".into(), run_id: uuid::Uuid::nil(), step: 0, event_id: uuid::Uuid::nil() },
     }
 }

@@ -122,6 +122,7 @@ fn message(tenant: &str, to: &str, n: usize) -> OutboundMessage {
         text: "Thanks for your order!".into(),
         headers: vec![],
         template: "order_confirmation".into(),
+        topic: None,
         cause: Cause { flow: "test".into(), run_id: uuid::Uuid::nil(), step: 0, event_id: uuid::Uuid::nil() },
     }
 }

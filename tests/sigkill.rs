@@ -51,6 +51,7 @@ fn message(tenant: &TenantId, i: usize) -> OutboundMessage {
         text: format!("Message {i}"),
         headers: vec![],
         template: "order_confirmation".into(),
+        topic: None,
         cause: Cause { flow: "kill-test".into(), run_id: run, step: 0, event_id: run },
     }
 }

@@ -90,6 +90,7 @@ impl Sample {
             html: self.html.clone(),
             headers: self.headers.clone(),
             template: "order_confirmation".into(),
+            topic: None,
             cause: Cause { flow: "bench".into(), run_id: uuid::Uuid::nil(), step: 0, event_id: uuid::Uuid::nil() },
         })
     }

@@ -895,6 +895,7 @@ fn render_request(i: usize) -> anyhow::Result<RenderRequest> {
         template: "order_confirmation".into(),
         to: Mailbox { name: Some(format!("Reader {i}")), email: contracts::EmailAddress::parse(&format!("reader{i}@example.com"))? },
         locale: Some("en".into()),
+        topic: None,
         cause: Cause { flow: "bench".into(), run_id: uuid::Uuid::nil(), step: 0, event_id: uuid::Uuid::nil() },
         data: json!({ "order": order, "customer": order.customer }),
     })

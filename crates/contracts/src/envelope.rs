@@ -6,8 +6,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
-    Checkout, CustomerChanged, EmailBounced, EmailClicked, EmailComplained, EmailOpened, EmailSent,
-    EmailUnsubscribed, Fulfillment, FulfillmentStatusUpdated, OrderChanged, OrderPlaced,
+    Checkout, CustomerChanged, EmailBounced, EmailClicked, EmailComplained, EmailOpened, EmailResubscribed,
+    EmailSent, EmailTopicUnsubscribed, EmailUnsubscribed, Fulfillment, FulfillmentStatusUpdated, OrderChanged, OrderPlaced,
     PrivacyRequested, SPEC_VERSION, ShipmentProgressed, ShipmentStalled, ShipmentUpdated,
     TenantId, ids::POSTFLOW_NAMESPACE,
 };
@@ -72,6 +72,10 @@ pub enum Event {
     EmailClicked(EmailClicked),
     #[serde(rename = "email.unsubscribed")]
     EmailUnsubscribed(EmailUnsubscribed),
+    #[serde(rename = "email.topic_unsubscribed")]
+    EmailTopicUnsubscribed(EmailTopicUnsubscribed),
+    #[serde(rename = "email.resubscribed")]
+    EmailResubscribed(EmailResubscribed),
 }
 
 /// The event types, as they appear in `type` and in subjects.
@@ -97,10 +101,12 @@ pub enum EventKind {
     EmailOpened,
     EmailClicked,
     EmailUnsubscribed,
+    EmailTopicUnsubscribed,
+    EmailResubscribed,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 20] = [
+    pub const ALL: [EventKind; 22] = [
         Self::OrderPlaced,
         Self::OrderPaid,
         Self::OrderCancelled,
@@ -121,6 +127,8 @@ impl EventKind {
         Self::EmailOpened,
         Self::EmailClicked,
         Self::EmailUnsubscribed,
+        Self::EmailTopicUnsubscribed,
+        Self::EmailResubscribed,
     ];
 
     /// The dotted name used in the envelope's `type` and as the subject suffix.
@@ -146,6 +154,8 @@ impl EventKind {
             Self::EmailOpened => "email.opened",
             Self::EmailClicked => "email.clicked",
             Self::EmailUnsubscribed => "email.unsubscribed",
+            Self::EmailTopicUnsubscribed => "email.topic_unsubscribed",
+            Self::EmailResubscribed => "email.resubscribed",
         }
     }
 
@@ -178,6 +188,8 @@ impl Event {
             Self::EmailOpened(_) => EventKind::EmailOpened,
             Self::EmailClicked(_) => EventKind::EmailClicked,
             Self::EmailUnsubscribed(_) => EventKind::EmailUnsubscribed,
+            Self::EmailTopicUnsubscribed(_) => EventKind::EmailTopicUnsubscribed,
+            Self::EmailResubscribed(_) => EventKind::EmailResubscribed,
         }
     }
 }

@@ -22,8 +22,8 @@ pub use email::{EmailAddress, InvalidEmail, Mailbox};
 pub use envelope::{Envelope, Event, EventKind, Source};
 pub use ids::{ExternalId, InvalidId, MessageId, TenantId};
 pub use messages::{
-    Cause, EmailBounced, EmailClicked, EmailComplained, EmailOpened, EmailSent, EmailUnsubscribed, Lane,
-    OutboundMessage, RenderRequest,
+    Cause, EmailBounced, EmailClicked, EmailComplained, EmailOpened, EmailResubscribed, EmailSent,
+    EmailTopicUnsubscribed, EmailUnsubscribed, Lane, OutboundMessage, RenderRequest,
 };
 pub use lifecycle::{
     Checkout, CustomerChanged, Fulfillment, FulfillmentStatusUpdated, OrderChanged,

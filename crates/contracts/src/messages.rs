@@ -47,6 +47,11 @@ pub struct RenderRequest {
     pub to: Mailbox,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locale: Option<String>,
+    /// The tenant's marketing topic this message belongs to (`offers`, `newsletter`, …), as
+    /// the flow or step names it; recipients can leave one topic and keep the others.
+    /// Marketing mail only; absent on transactional mail and in older payloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
     pub cause: Cause,
     /// Template variables (e.g. `order`, `customer`).
     pub data: serde_json::Value,
@@ -70,6 +75,10 @@ pub struct OutboundMessage {
     #[serde(default)]
     pub headers: Vec<(String, String)>,
     pub template: String,
+    /// The marketing topic, carried from the render request: the sender checks the
+    /// recipient's topic opt-outs against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
     pub cause: Cause,
 }
 
@@ -125,12 +134,56 @@ pub struct EmailClicked {
     pub user_agent: Option<String>,
 }
 
-/// `email.unsubscribed`: the recipient unsubscribed from the tenant's marketing mail.
+/// `email.unsubscribed`: the recipient unsubscribed from all of the tenant's marketing mail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct EmailUnsubscribed {
     pub message_id: MessageId,
     pub recipient: EmailAddress,
-    /// `one_click` (RFC 8058 POST), `link` (the confirmation page), or `provider` (the
-    /// sending provider reported it).
+    /// `one_click` (RFC 8058 POST), `link` (the confirmation page), `preferences` (the
+    /// preferences page), or `provider` (the sending provider reported it).
     pub method: String,
+}
+
+/// `email.topic_unsubscribed`: the recipient left one marketing topic and keeps the
+/// others. A type of its own rather than a topic on `email.unsubscribed`: a consumer that
+/// knows nothing of topics must not read it as leaving all marketing mail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct EmailTopicUnsubscribed {
+    pub message_id: MessageId,
+    pub recipient: EmailAddress,
+    /// The topic id, as the tenant declares it in `[preferences]`.
+    pub topic: String,
+    /// `preferences` (the preferences page).
+    pub method: String,
+}
+
+/// `email.resubscribed`: the recipient opted back in, to all marketing mail (no `topic`:
+/// undoes `email.unsubscribed`) or to one topic (undoes `email.topic_unsubscribed`). It
+/// never lifts a suppression that a hard bounce or a complaint caused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct EmailResubscribed {
+    pub message_id: MessageId,
+    pub recipient: EmailAddress,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// `preferences` (the preferences page).
+    pub method: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_without_a_topic_still_parse() {
+        let old = r#"{"spec":1,"message_id":"m_1","tenant":"demo","lane":"marketing","template":"news",
+            "to":{"email":"ana@example.com"},"cause":{"flow":"f","run_id":"00000000-0000-0000-0000-000000000000",
+            "step":0,"event_id":"00000000-0000-0000-0000-000000000000"},"data":{}}"#;
+        let req: RenderRequest = serde_json::from_str(old).unwrap();
+        assert_eq!(req.topic, None);
+        assert!(!serde_json::to_string(&req).unwrap().contains("topic"), "absent stays absent");
+        let resub: EmailResubscribed =
+            serde_json::from_str(r#"{"message_id":"m_1","recipient":"ana@example.com","method":"preferences"}"#).unwrap();
+        assert_eq!(resub.topic, None, "no topic: all marketing mail");
+    }
 }

@@ -6,8 +6,8 @@
 use schemars::{JsonSchema, schema_for};
 
 use crate::{
-    Checkout, CustomerChanged, EmailBounced, EmailClicked, EmailComplained, EmailOpened, EmailSent,
-    EmailUnsubscribed, Envelope, Fulfillment, FulfillmentStatusUpdated, OrderChanged, OrderPlaced,
+    Checkout, CustomerChanged, EmailBounced, EmailClicked, EmailComplained, EmailOpened, EmailResubscribed,
+    EmailSent, EmailTopicUnsubscribed, EmailUnsubscribed, Envelope, Fulfillment, FulfillmentStatusUpdated, OrderChanged, OrderPlaced,
     OutboundMessage, PrivacyRequested, RenderRequest, ShipmentProgressed, ShipmentStalled,
     ShipmentUpdated,
 };
@@ -38,6 +38,8 @@ pub fn all() -> Vec<(String, String)> {
         one::<EmailOpened>("email.opened"),
         one::<EmailClicked>("email.clicked"),
         one::<EmailUnsubscribed>("email.unsubscribed"),
+        one::<EmailTopicUnsubscribed>("email.topic_unsubscribed"),
+        one::<EmailResubscribed>("email.resubscribed"),
         one::<RenderRequest>("render-request"),
         one::<OutboundMessage>("outbound-message"),
     ]

@@ -156,6 +156,7 @@ fn sample_request(tenant: &Tenant, lane: Lane, template: &str, data: Value) -> R
         template: template.to_owned(),
         to: contracts::Mailbox { name: Some("Preview".into()), email: tenant.sender.from.email.clone() },
         locale: data.get("locale").and_then(Value::as_str).map(str::to_owned),
+        topic: None,
         cause: contracts::Cause { flow: "preview".into(), run_id: Default::default(), step: 0, event_id: Default::default() },
         data,
     }
@@ -268,6 +269,7 @@ impl Composer {
             text,
             headers,
             template: req.template.clone(),
+            topic: req.topic.clone(),
             cause: req.cause.clone(),
         })
     }
@@ -460,6 +462,7 @@ mod tests {
             template: template.into(),
             to: Mailbox { name: Some("Ana Silva".into()), email: EmailAddress::parse("ana.silva@example.com").unwrap() },
             locale: locale.map(str::to_owned),
+            topic: None,
             cause: Cause { flow: "test".into(), run_id: Default::default(), step: 0, event_id: Default::default() },
             data: serde_json::from_str(raw).unwrap(),
         }

@@ -69,7 +69,9 @@ pub fn subject_of(event: &Envelope) -> (Option<String>, Option<String>) {
         | Event::EmailComplained(_)
         | Event::EmailOpened(_)
         | Event::EmailClicked(_)
-        | Event::EmailUnsubscribed(_) => (None, None),
+        | Event::EmailUnsubscribed(_)
+        | Event::EmailTopicUnsubscribed(_)
+        | Event::EmailResubscribed(_) => (None, None),
     }
 }
 

@@ -72,6 +72,7 @@ pub fn render_request(
         template: template.to_owned(),
         to,
         locale: locale.or_else(|| Some(tenant.locale.clone())),
+        topic: None,
         cause: Cause { flow: flow.id.clone(), run_id: run, step, event_id: input.event.id },
         data,
     })

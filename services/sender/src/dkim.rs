@@ -307,6 +307,7 @@ mod tests {
                 ("List-Unsubscribe-Post".into(), "List-Unsubscribe=One-Click".into()),
             ],
             template: "shipped".into(),
+            topic: None,
             cause: contracts::Cause { flow: "f".into(), run_id: uuid::Uuid::nil(), step: 0, event_id: uuid::Uuid::nil() },
         };
         crate::mime::build(&msg).unwrap()

@@ -77,6 +77,7 @@ mod tests {
             text: "Thanks".into(),
             headers,
             template: "order_confirmation".into(),
+            topic: None,
             cause: contracts::Cause { flow: "f".into(), run_id: uuid::Uuid::nil(), step: 0, event_id: uuid::Uuid::nil() },
         }
     }

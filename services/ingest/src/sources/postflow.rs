@@ -322,7 +322,9 @@ fn accepted(kind: EventKind) -> Result<Accepted, &'static str> {
         | EventKind::EmailComplained
         | EventKind::EmailOpened
         | EventKind::EmailClicked
-        | EventKind::EmailUnsubscribed => return Err(REFUSED_EMAIL),
+        | EventKind::EmailUnsubscribed
+        | EventKind::EmailTopicUnsubscribed
+        | EventKind::EmailResubscribed => return Err(REFUSED_EMAIL),
     })
 }
 
