@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! tenants/<tenant-id>/
-//!   tenant.toml          sender identity, brand kit, tracking switches, webhook secrets
+//!   tenant.toml          sender identity, brand kit, tracking switches, webhook secrets,
+//!                        marketing topics
 //!   flows/*.toml         one flow per file: trigger, lane, steps
 //!   templates/*.mjml     MiniJinja + MJML templates (override the built-in ones)
 //! ```
@@ -26,7 +27,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     Brand, Condition, CrossSell, Delivery, Dkim, Direction, Flow, FlowStep, Offer, OfferExpiry,
     OfferKind, ProductPick, Provider, Secret, SenderIdentity, ShipmentSettings, SourceSecrets,
-    Tenant, TemplateSource, Tracking,
+    Tenant, TemplateSource, Topic, Tracking,
 };
 
 /// Every tenant known to this process, by id.

@@ -32,6 +32,9 @@ pub struct Tenant {
     pub shipments: ShipmentSettings,
     /// The tenant's own templates by name (file stem); they override built-in ones.
     pub templates: Vec<TemplateSource>,
+    /// The marketing topics recipients choose from on the preferences page (`[preferences]`,
+    /// else [`Topic::defaults`]). Marketing flows and steps name one of them.
+    pub topics: Vec<Topic>,
     pub dir: PathBuf,
 }
 
@@ -43,6 +46,78 @@ impl Tenant {
     /// Enabled flows started by `kind`.
     pub fn flows_for(&self, kind: EventKind) -> impl Iterator<Item = &Flow> {
         self.flows.iter().filter(move |f| f.enabled && f.trigger == kind)
+    }
+
+    pub fn topic(&self, id: &str) -> Option<&Topic> {
+        self.topics.iter().find(|t| t.id == id)
+    }
+}
+
+/// A marketing topic (`newsletter`, `offers`, …): recipients can leave one and keep the
+/// others. Declared per tenant in `[preferences]`, with a label per language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic {
+    /// Lowercase letters, digits, `-` and `_`; travels in messages and events.
+    pub id: String,
+    /// The label by language tag (`en`, `de`, `fa-IR`, …); never empty.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Topic {
+    /// The built-in topics of a tenant that declares none, labelled in the languages of
+    /// the built-in templates.
+    pub fn defaults() -> Vec<Topic> {
+        const DEFAULTS: &[(&str, &[(&str, &str)])] = &[
+            ("newsletter", &[("en", "Newsletter"), ("de", "Newsletter"), ("ar", "النشرة الإخبارية"), ("fa", "خبرنامه")]),
+            (
+                "offers",
+                &[
+                    ("en", "Offers and discounts"),
+                    ("de", "Angebote und Rabatte"),
+                    ("ar", "العروض والخصومات"),
+                    ("fa", "پیشنهادها و تخفیف‌ها"),
+                ],
+            ),
+            (
+                "recommendations",
+                &[
+                    ("en", "Product recommendations"),
+                    ("de", "Produktempfehlungen"),
+                    ("ar", "توصيات المنتجات"),
+                    ("fa", "پیشنهاد محصولات"),
+                ],
+            ),
+        ];
+        DEFAULTS
+            .iter()
+            .map(|(id, labels)| Topic {
+                id: (*id).to_owned(),
+                labels: labels.iter().map(|(l, t)| ((*l).to_owned(), (*t).to_owned())).collect(),
+            })
+            .collect()
+    }
+
+    /// The label for `locale`: the exact tag, else one in its language (`fa-IR` and `fa`
+    /// match each other), else the same for `fallback` (the tenant's locale), else
+    /// English, else any label.
+    pub fn label(&self, locale: &str, fallback: &str) -> &str {
+        let norm = |tag: &str| tag.trim().replace('_', "-").to_ascii_lowercase();
+        let language = |tag: &str| norm(tag).split('-').next().unwrap_or_default().to_owned();
+        let find = |tag: &str| {
+            let (tag, lang) = (norm(tag), language(tag));
+            let exact = self.labels.iter().find(|(k, _)| norm(k) == tag);
+            let same_language = || {
+                let mut candidates = self.labels.iter().filter(|(k, _)| language(k) == lang);
+                // The bare language (`fa`) before a regional variant (`fa-AF`).
+                candidates.clone().find(|(k, _)| norm(k) == lang).or_else(|| candidates.next())
+            };
+            exact.or_else(same_language).map(|(_, v)| v.as_str())
+        };
+        find(locale)
+            .or_else(|| find(fallback))
+            .or_else(|| find("en"))
+            .or_else(|| self.labels.values().next().map(String::as_str))
+            .unwrap_or(&self.id)
     }
 }
 
@@ -322,6 +397,9 @@ pub struct Flow {
     /// Goal events: when one of these arrives for the same order (or, for events without
     /// an order, the same customer), the run exits before its next step.
     pub exit_on: Vec<EventKind>,
+    /// The marketing topic of the flow's messages (marketing flows only); a send step may
+    /// name its own.
+    pub topic: Option<String>,
     pub steps: Vec<FlowStep>,
     pub file: PathBuf,
     /// Shipped with Postflow rather than written by the tenant.
@@ -340,8 +418,9 @@ pub enum FlowStep {
     /// Wait this long after the previous step.
     Wait(Duration),
     /// Send this template to the customer, with the named offer when the tenant defines
-    /// it, and only when `when` (if any) holds at that moment.
-    Send { template: String, offer: Option<String>, when: Option<Condition> },
+    /// it, and only when `when` (if any) holds at that moment. `topic`: the step's own
+    /// marketing topic, else the flow's (resolved at load).
+    Send { template: String, offer: Option<String>, when: Option<Condition>, topic: Option<String> },
 }
 
 /// A template file: its name (file stem), its text and where it came from.

@@ -11,7 +11,7 @@ use toml::Spanned;
 use crate::model::{
     self, Brand, Condition, CrossSell, Delivery, Direction, Dkim, Flow, FlowStep, Offer, OfferExpiry, OfferKind,
     ProductPick, Provider, Secret, SenderIdentity, ShipmentSettings, SourceSecrets, Tenant, TemplateSource,
-    Tracking,
+    Topic, Tracking,
 };
 use crate::{ConfigError, ConfigErrors, Tenants};
 
@@ -40,6 +40,22 @@ struct RawTenant {
     shipments: Option<RawShipments>,
     #[serde(default)]
     flows: Option<RawFlowSwitches>,
+    #[serde(default)]
+    preferences: Option<RawPreferences>,
+}
+
+/// `[preferences]`: the marketing topics of the preferences page.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPreferences {
+    topics: Spanned<Vec<RawTopic>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTopic {
+    id: Spanned<String>,
+    label: Spanned<BTreeMap<String, Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -181,6 +197,7 @@ struct RawFlow {
     when: Option<Spanned<String>>,
     #[serde(default)]
     exit_on: Vec<Spanned<String>>,
+    topic: Option<Spanned<String>>,
     steps: Spanned<Vec<RawStep>>,
 }
 
@@ -195,6 +212,7 @@ struct RawStep {
     wait: Option<Spanned<String>>,
     offer: Option<Spanned<String>>,
     when: Option<Spanned<String>>,
+    topic: Option<Spanned<String>>,
 }
 
 /// Collects errors for one file.
@@ -328,6 +346,7 @@ fn load_tenant(dir: &Path, errors: &mut Vec<ConfigError>) -> Option<Tenant> {
     let offers = raw.offers.iter().filter_map(|(name, o)| parse_offer(&mut cx, name, o).map(|o| (name.clone(), o))).collect();
     let cross_sell = raw.cross_sell.as_ref().map(|c| parse_cross_sell(&mut cx, c)).unwrap_or_default();
     let shipments = raw.shipments.as_ref().map(|s| parse_shipments(&mut cx, s)).unwrap_or_default();
+    let topics = raw.preferences.as_ref().map_or_else(Topic::defaults, |p| parse_topics(&mut cx, &p.topics));
     let switches = raw.flows.as_ref();
     let mut builtin = Vec::new();
     if switches.is_none_or(|s| s.defaults) {
@@ -344,7 +363,7 @@ fn load_tenant(dir: &Path, errors: &mut Vec<ConfigError>) -> Option<Tenant> {
     }
 
     let templates = load_templates(&dir.join("templates"), cx.errors);
-    let own = load_flows(&dir.join("flows"), cx.errors);
+    let own = load_flows(&dir.join("flows"), &topics, cx.errors);
     // The tenant's file wins over the built-in flow of the same id.
     let mut flows: Vec<Flow> = builtin.into_iter().filter(|b| !own.iter().any(|f| f.id == b.id)).collect();
     flows.extend(own);
@@ -372,6 +391,7 @@ fn load_tenant(dir: &Path, errors: &mut Vec<ConfigError>) -> Option<Tenant> {
         cross_sell,
         shipments,
         templates,
+        topics,
         dir: dir.to_path_buf(),
     })
 }
@@ -447,7 +467,7 @@ fn builtin_flows(errors: &mut Vec<ConfigError>) -> Vec<Flow> {
     let mut flows = Vec::new();
     for (name, source) in BUILTIN_FLOWS {
         let path = Path::new("<built-in>/flows").join(name);
-        if let Some(mut flow) = parse_flow(&path, source, &flows, errors) {
+        if let Some(mut flow) = parse_flow(&path, source, &flows, &[], errors) {
             flow.builtin = true;
             flows.push(flow);
         }
@@ -455,11 +475,11 @@ fn builtin_flows(errors: &mut Vec<ConfigError>) -> Vec<Flow> {
     flows
 }
 
-fn load_flows(dir: &Path, errors: &mut Vec<ConfigError>) -> Vec<Flow> {
+fn load_flows(dir: &Path, topics: &[Topic], errors: &mut Vec<ConfigError>) -> Vec<Flow> {
     let mut flows: Vec<Flow> = Vec::new();
     for path in sorted_files(dir, "toml") {
         let Some(source) = read(&path, errors) else { continue };
-        if let Some(flow) = parse_flow(&path, &source, &flows, errors) {
+        if let Some(flow) = parse_flow(&path, &source, &flows, topics, errors) {
             flows.push(flow);
         }
     }
@@ -489,7 +509,8 @@ fn parse_condition(cx: &mut FileCtx, raw: &Spanned<String>) -> Option<Condition>
     Some(Condition { expr: raw.get_ref().clone(), at })
 }
 
-fn parse_flow(path: &Path, source: &str, earlier: &[Flow], errors: &mut Vec<ConfigError>) -> Option<Flow> {
+/// A flow file. `topics` are the tenant's marketing topics, which a flow or step may name.
+fn parse_flow(path: &Path, source: &str, earlier: &[Flow], topics: &[Topic], errors: &mut Vec<ConfigError>) -> Option<Flow> {
     let raw: RawFlow = match toml::from_str(source) {
         Ok(r) => r,
         Err(e) => {
@@ -511,6 +532,7 @@ fn parse_flow(path: &Path, source: &str, earlier: &[Flow], errors: &mut Vec<Conf
     };
     let when = raw.when.as_ref().and_then(|w| parse_condition(&mut cx, w));
     let exit_on = raw.exit_on.iter().filter_map(|k| event_kind(&mut cx, k, "exit_on event")).collect();
+    let topic = raw.topic.as_ref().and_then(|t| check_topic(&mut cx, t, lane, topics));
     if raw.steps.get_ref().is_empty() {
         cx.err(&raw.steps, "a flow needs at least one step");
     }
@@ -523,11 +545,12 @@ fn parse_flow(path: &Path, source: &str, earlier: &[Flow], errors: &mut Vec<Conf
                 }
                 let when = step.when.as_ref().and_then(|w| parse_condition(&mut cx, w));
                 let offer = step.offer.as_ref().map(|o| o.get_ref().clone());
-                steps.push(FlowStep::Send { template: t.get_ref().clone(), offer, when });
+                let own = step.topic.as_ref().and_then(|t| check_topic(&mut cx, t, lane, topics));
+                steps.push(FlowStep::Send { template: t.get_ref().clone(), offer, when, topic: own.or_else(|| topic.clone()) });
             }
             (None, Some(w)) => {
-                if let Some(extra) = step.offer.as_ref().or(step.when.as_ref()) {
-                    cx.err(extra, "offer and when belong to send steps");
+                if let Some(extra) = step.offer.as_ref().or(step.when.as_ref()).or(step.topic.as_ref()) {
+                    cx.err(extra, "offer, when and topic belong to send steps");
                 }
                 match parse_wait(w.get_ref()) {
                     Some(d) => steps.push(FlowStep::Wait(d)),
@@ -551,10 +574,27 @@ fn parse_flow(path: &Path, source: &str, earlier: &[Flow], errors: &mut Vec<Conf
         enabled: raw.enabled,
         when,
         exit_on,
+        topic,
         steps,
         file: path.to_path_buf(),
         builtin: false,
     })
+}
+
+/// A flow's or step's `topic`: marketing flows only, and one the tenant declares.
+fn check_topic(cx: &mut FileCtx, raw: &Spanned<String>, lane: Lane, topics: &[Topic]) -> Option<String> {
+    let id = raw.get_ref();
+    if lane != Lane::Marketing {
+        cx.err(raw, "topic is for marketing flows (lane = \"marketing\"); transactional mail has no topics");
+        return None;
+    }
+    if !topics.iter().any(|t| &t.id == id) {
+        let known: Vec<&str> = topics.iter().map(|t| t.id.as_str()).collect();
+        let known = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
+        cx.err(raw, format!("unknown topic {id:?}; [preferences] declares: {known}"));
+        return None;
+    }
+    Some(id.clone())
 }
 
 fn event_kind(cx: &mut FileCtx, raw: &Spanned<String>, what: &str) -> Option<EventKind> {
@@ -775,6 +815,52 @@ fn parse_shipments(cx: &mut FileCtx, raw: &RawShipments) -> ShipmentSettings {
     }
 }
 
+/// `[preferences] topics`: ids unique and URL-safe, each with at least one label, keyed
+/// by language tag. An empty list is allowed (the page then offers only "unsubscribe from
+/// all").
+fn parse_topics(cx: &mut FileCtx, raw: &Spanned<Vec<RawTopic>>) -> Vec<Topic> {
+    let mut topics: Vec<Topic> = Vec::new();
+    for t in raw.get_ref() {
+        let id = t.id.get_ref();
+        let valid = (1..=40).contains(&id.len())
+            && id.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !valid {
+            cx.err(&t.id, "a topic id is 1 to 40 lowercase letters, digits, '-' or '_', starting with a letter or digit");
+            continue;
+        }
+        if topics.iter().any(|k| &k.id == id) {
+            cx.err(&t.id, format!("topic {id:?} is declared twice"));
+            continue;
+        }
+        if t.label.get_ref().is_empty() {
+            cx.err(&t.label, format!("topic {id:?} needs a label, e.g. label = {{ en = \"Offers\" }}"));
+            continue;
+        }
+        let mut labels = BTreeMap::new();
+        for (tag, text) in t.label.get_ref() {
+            if !is_language_tag(tag) {
+                cx.err(text, format!("{tag:?} is not a language tag like \"en\" or \"fa-IR\""));
+            } else if text.get_ref().trim().is_empty() {
+                cx.err(text, "a label must not be empty");
+            } else {
+                labels.insert(tag.clone(), text.get_ref().trim().to_owned());
+            }
+        }
+        topics.push(Topic { id: id.clone(), labels });
+    }
+    topics
+}
+
+/// `en`, `de`, `fa-IR`, `zh-Hant-TW`: a language of 2 or 3 letters and optional subtags.
+fn is_language_tag(tag: &str) -> bool {
+    let mut parts = tag.split(['-', '_']);
+    let language = parts.next().unwrap_or_default();
+    (2..=3).contains(&language.len())
+        && language.bytes().all(|b| b.is_ascii_alphabetic())
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
 /// `"90s"`, `"30m"`, `"2h"`, `"3d"`, `"1w"`.
 pub(crate) fn parse_wait(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -881,7 +967,7 @@ send = "review_request"
         assert_eq!(delivered.when.as_ref().unwrap().expr, "event.shipment.status == 'delivered'");
         assert_eq!(
             delivered.steps[2],
-            FlowStep::Send { template: "review_request".into(), offer: Some("review".into()), when: None }
+            FlowStep::Send { template: "review_request".into(), offer: Some("review".into()), when: None, topic: None }
         );
         assert_eq!(demo.flows_for(EventKind::ShipmentProgressed).count(), 1, "disabled flows start nothing");
         assert!(tenants.find("plain").unwrap().flows.is_empty());
@@ -1025,6 +1111,91 @@ stalled_after = "4d"
         assert_eq!(parse_wait("3x"), None);
         assert_eq!(parse_wait("d"), None);
         assert_eq!(parse_wait("99999999999999999999d"), None);
+    }
+
+    #[test]
+    fn topics_default_and_are_declared_with_labels() {
+        let root = tempfile::tempdir().unwrap();
+        write(root.path(), "demo/tenant.toml", TENANT);
+        let tenants = Tenants::load_dir(root.path()).unwrap();
+        let t = tenants.find("demo").unwrap();
+        let ids: Vec<&str> = t.topics.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["newsletter", "offers", "recommendations"], "the built-in topics");
+        for topic in &t.topics {
+            for lang in ["en", "de", "ar", "fa"] {
+                assert!(topic.labels.contains_key(lang), "{} has no {lang} label", topic.id);
+            }
+        }
+        assert_eq!(t.topic("offers").unwrap().label("de-AT", "en"), "Angebote und Rabatte");
+        assert_eq!(t.topic("offers").unwrap().label("pt", "en"), "Offers and discounts", "unknown languages fall back");
+
+        let own = r#"
+[preferences]
+topics = [
+  { id = "drops", label = { en = "New drops", fa-IR = "محصولات تازه" } },
+  { id = "events", label = { de = "Veranstaltungen" } },
+]
+"#;
+        write(root.path(), "demo/tenant.toml", &format!("{TENANT}{own}"));
+        let marketing = "trigger = \"customer.created\"\nlane = \"marketing\"\ntopic = \"drops\"\n[[steps]]\nsend = \"welcome\"\n[[steps]]\nwait = \"1d\"\n[[steps]]\nsend = \"invite\"\ntopic = \"events\"\n";
+        write(root.path(), "demo/flows/welcome.toml", marketing);
+        let tenants = Tenants::load_dir(root.path()).unwrap();
+        let t = tenants.find("demo").unwrap();
+        assert_eq!(t.topics.len(), 2, "declared topics replace the built-in ones");
+        let drops = t.topic("drops").unwrap();
+        assert_eq!(drops.label("fa", "en"), "محصولات تازه", "a language matches a regional label");
+        assert_eq!(drops.label("de", "en"), "New drops");
+        assert_eq!(t.topic("events").unwrap().label("en", "en"), "Veranstaltungen", "any label rather than none");
+        let welcome = t.flows.iter().find(|f| f.id == "welcome").unwrap();
+        assert_eq!(welcome.topic.as_deref(), Some("drops"));
+        let topics: Vec<Option<&str>> = welcome
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                FlowStep::Send { topic, .. } => Some(topic.as_deref()),
+                FlowStep::Wait(_) => None,
+            })
+            .collect();
+        assert_eq!(topics, [Some("drops"), Some("events")], "a step's own topic wins over the flow's");
+
+        write(root.path(), "demo/tenant.toml", &format!("{TENANT}[preferences]\ntopics = []\n"));
+        std::fs::remove_file(root.path().join("demo/flows/welcome.toml")).unwrap();
+        assert!(Tenants::load_dir(root.path()).unwrap().find("demo").unwrap().topics.is_empty(), "no topics at all is allowed");
+    }
+
+    #[test]
+    fn topics_are_validated_with_file_and_line() {
+        let root = tempfile::tempdir().unwrap();
+        let bad = r#"
+[preferences]
+topics = [
+  { id = "Offers!", label = { en = "Offers" } },
+  { id = "news", label = { en = "News" } },
+  { id = "news", label = { en = "News again" } },
+  { id = "empty", label = {} },
+  { id = "blank", label = { en = " ", english = "Blank" } },
+]
+"#;
+        write(root.path(), "demo/tenant.toml", &format!("{TENANT}{bad}"));
+        write(root.path(), "demo/flows/tx.toml", "trigger = \"order.placed\"\ntopic = \"news\"\n[[steps]]\nsend = \"x\"\n");
+        let mkt = "trigger = \"order.placed\"\nlane = \"marketing\"\ntopic = \"nope\"\n[[steps]]\nwait = \"1d\"\ntopic = \"news\"\n";
+        write(root.path(), "demo/flows/mkt.toml", mkt);
+        let text = Tenants::load_dir(root.path()).unwrap_err().to_string();
+        for want in [
+            "tenant.toml:13:10: a topic id is 1 to 40 lowercase letters",
+            "tenant.toml:15:10: topic \"news\" is declared twice",
+            "tenant.toml:16:27: topic \"empty\" needs a label",
+            "tenant.toml:17:34: a label must not be empty",
+            "tenant.toml:17:49: \"english\" is not a language tag",
+            "tx.toml:2:9: topic is for marketing flows",
+            "mkt.toml:3:9: unknown topic \"nope\"; [preferences] declares: news, blank",
+            "mkt.toml:6:9: offer, when and topic belong to send steps",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+        write(root.path(), "demo/tenant.toml", &format!("{TENANT}[preferences]\ntopics = [{{ id = \"a\", label = {{ en = \"A\" }}, colour = 1 }}]\n"));
+        let text = Tenants::load_dir(root.path()).unwrap_err().to_string();
+        assert!(text.contains("unknown field `colour`"), "{text}");
     }
 
     #[test]

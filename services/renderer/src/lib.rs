@@ -439,6 +439,7 @@ mod tests {
             cross_sell: CrossSell::default(),
             shipments: ShipmentSettings::default(),
             templates: Vec::new(),
+            topics: tenancy::Topic::defaults(),
             dir: "tenants/northwind".into(),
         }
     }

@@ -176,7 +176,7 @@ pub fn template_data(event: &Envelope, order: Option<&Order>, offer: Option<Valu
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use contracts::{
         Currency, Customer, EmailAddress, ExternalId, OrderPlaced, ShipmentProgressed, ShipmentStatus, ShipmentView,
@@ -188,7 +188,7 @@ mod tests {
         Money { minor, currency: Currency::parse("EUR").unwrap() }
     }
 
-    fn order() -> Order {
+    pub(crate) fn order() -> Order {
         Order {
             id: ExternalId::new("820982911946154508"),
             number: "#1001".into(),
@@ -215,7 +215,7 @@ mod tests {
         }
     }
 
-    fn envelope(event: Event) -> Envelope {
+    pub(crate) fn envelope(event: Event) -> Envelope {
         let source = Source { system: "test".into(), delivery_id: None, topic: None };
         Envelope::new(TenantId::parse("demo").unwrap(), datetime!(2026-11-24 09:00 UTC), source, "k".into(), event)
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bus::{Bus, HandleError};
-use contracts::{Cause, Envelope, EventKind, MessageId, Order, RenderRequest, SPEC_VERSION};
+use contracts::{Cause, Envelope, EventKind, Lane, MessageId, Order, RenderRequest, SPEC_VERSION};
 use kit::Clock;
 use sqlx::{PgPool, Row};
 use tenancy::{Condition, Flow, FlowStep, Tenant, Tenants};
@@ -23,16 +23,20 @@ use crate::journey;
 /// What to do at `step` of a flow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepAction {
-    Send { template: String, offer: Option<String>, when: Option<Condition> },
+    /// `topic`: the marketing topic the message belongs to (the step's, else the flow's).
+    Send { template: String, offer: Option<String>, when: Option<Condition>, topic: Option<String> },
     Wait(Duration),
     Finish,
 }
 
 pub fn next_action(flow: &Flow, step: usize) -> StepAction {
     match flow.steps.get(step) {
-        Some(FlowStep::Send { template, offer, when }) => {
-            StepAction::Send { template: template.clone(), offer: offer.clone(), when: when.clone() }
-        }
+        Some(FlowStep::Send { template, offer, when, topic }) => StepAction::Send {
+            template: template.clone(),
+            offer: offer.clone(),
+            when: when.clone(),
+            topic: topic.clone(),
+        },
         Some(FlowStep::Wait(d)) => StepAction::Wait(*d),
         None => StepAction::Finish,
     }
@@ -53,7 +57,8 @@ pub struct StepInput<'a> {
     pub recommendations: Vec<serde_json::Value>,
 }
 
-/// The render request for a send step, or `None` when nobody can be addressed.
+/// The render request for a send step, or `None` when nobody can be addressed. `topic`
+/// (marketing only) travels with the message so the sender can honour topic opt-outs.
 pub fn render_request(
     tenant: &Tenant,
     flow: &Flow,
@@ -61,6 +66,7 @@ pub fn render_request(
     step: u32,
     input: StepInput<'_>,
     template: &str,
+    topic: Option<&str>,
 ) -> Option<RenderRequest> {
     let (to, locale) = context::recipient(input.event, input.order)?;
     let data = context::template_data(input.event, input.order, input.offer, input.recommendations);
@@ -72,7 +78,7 @@ pub fn render_request(
         template: template.to_owned(),
         to,
         locale: locale.or_else(|| Some(tenant.locale.clone())),
-        topic: None,
+        topic: topic.filter(|_| flow.lane == Lane::Marketing).map(str::to_owned),
         cause: Cause { flow: flow.id.clone(), run_id: run, step, event_id: input.event.id },
         data,
     })
@@ -386,7 +392,7 @@ impl Engine {
         match next_action(flow, step_index) {
             StepAction::Finish => Ok(None),
             StepAction::Wait(d) => Ok(Some(due_at + d)),
-            StepAction::Send { template, offer, when } => {
+            StepAction::Send { template, offer, when, topic } => {
                 let event: Envelope = serde_json::from_value(row.try_get("event")?)?;
                 let order_id: Option<String> = row.try_get("order_id")?;
                 let snapshot = match &order_id {
@@ -410,7 +416,7 @@ impl Engine {
                     _ => Vec::new(),
                 };
                 let input = StepInput { event: &event, order, offer, recommendations };
-                match render_request(tenant, flow, run, step as u32, input, &template) {
+                match render_request(tenant, flow, run, step as u32, input, &template, topic.as_deref()) {
                     Some(req) => {
                         self.bus.publish_render(&req).await?;
                         metrics::counter!("scheduler_render_requests_total", "lane" => flow.lane.token()).increment(1);
@@ -455,5 +461,54 @@ fn condition(cond: &Condition, vars: &serde_json::Value, flow: &str) -> bool {
             tracing::warn!(flow, error = %e, "condition could not be evaluated; treated as false");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use contracts::{Event, Lane, OrderPlaced};
+    use tenancy::Tenants;
+
+    use super::*;
+    use crate::context::tests::{envelope, order};
+
+    /// The tenant `demo` with `flows` (file name, text), loaded from a scratch directory.
+    fn tenant(test: &str, flows: &[(&str, &str)]) -> Arc<Tenant> {
+        let root = std::env::temp_dir().join(format!("postflow-scheduler-{test}-{}", std::process::id()));
+        let dir = root.join("demo");
+        std::fs::create_dir_all(dir.join("flows")).unwrap();
+        let toml = "name = \"Demo\"\n[sender]\nfrom = \"shop@demo.example\"\nphysical_address = \"1 Main St\"\n";
+        std::fs::write(dir.join("tenant.toml"), toml).unwrap();
+        for (name, text) in flows {
+            std::fs::write(dir.join("flows").join(name), text).unwrap();
+        }
+        let loaded = Tenants::load_dir(&root);
+        std::fs::remove_dir_all(&root).unwrap();
+        loaded.unwrap().find("demo").unwrap().clone()
+    }
+
+    #[test]
+    fn the_topic_of_a_marketing_step_travels_with_the_render_request() {
+        let flow = "trigger = \"order.placed\"\nlane = \"marketing\"\ntopic = \"recommendations\"\n\
+                    [[steps]]\nsend = \"picks\"\n[[steps]]\nwait = \"7d\"\n[[steps]]\nsend = \"sale\"\ntopic = \"offers\"\n";
+        let tenant = tenant("topic", &[("winback.toml", flow)]);
+        let flow = tenant.flows.iter().find(|f| f.id == "winback").unwrap();
+        let event = envelope(Event::OrderPlaced(OrderPlaced { order: order() }));
+        let mut topics = Vec::new();
+        for step in [0, 2] {
+            let StepAction::Send { template, topic, .. } = next_action(flow, step) else { panic!("step {step} sends") };
+            let input = StepInput { event: &event, order: context::order_in(&event), offer: None, recommendations: Vec::new() };
+            let req = render_request(&tenant, flow, Uuid::nil(), step as u32, input, &template, topic.as_deref()).unwrap();
+            assert_eq!(req.lane, Lane::Marketing);
+            topics.push(req.topic);
+        }
+        assert_eq!(topics, [Some("recommendations".to_owned()), Some("offers".to_owned())]);
+
+        // The built-in (transactional) journey has no topics.
+        let confirmation = tenant.flows.iter().find(|f| f.id == "order-confirmation").unwrap();
+        let StepAction::Send { template, topic, .. } = next_action(confirmation, 0) else { panic!("sends") };
+        let input = StepInput { event: &event, order: context::order_in(&event), offer: None, recommendations: Vec::new() };
+        let req = render_request(&tenant, confirmation, Uuid::nil(), 0, input, &template, topic.as_deref()).unwrap();
+        assert_eq!(req.topic, None);
     }
 }
