@@ -44,6 +44,11 @@ struct World {
 impl World {
     /// Three sender replicas serving the tenants `(id, [delivery] lines)`.
     async fn start(tenants: &[(&str, &str)]) -> Self {
+        Self::start_with_clock(tenants, kit::clock::system()).await
+    }
+
+    /// The same, with the senders reading `clock` (a frozen clock never opens a new window).
+    async fn start_with_clock(tenants: &[(&str, &str)], clock: kit::clock::SharedClock) -> Self {
         testkit::init_test_tracing();
         let nats = NatsServer::start().await.expect("nats-server");
         let pg = Postgres::start().await.expect("postgres");
@@ -83,7 +88,7 @@ impl World {
                 claim_lease: Duration::from_secs(30),
                 ..Default::default()
             };
-            let app = sender::Application::build(settings).await.expect("sender");
+            let app = sender::Application::build_with_clock(settings, clock.clone()).await.expect("sender");
             tokio::spawn(app.run_until_stopped(std::future::pending()));
         }
         let db = PgPool::connect(&db_url).await.unwrap();
@@ -213,4 +218,58 @@ async fn each_recipient_domain_has_its_own_limit_and_tenants_do_not_share_one() 
     for (second, (n, _)) in &windows {
         assert!(*n <= 4, "other: {n} messages in second {second}, over its own limit: {windows:?}");
     }
+}
+
+#[tokio::test]
+async fn a_campaign_that_fills_every_window_still_leaves_room_for_order_confirmations() {
+    // The clock stands still 0.1 s into a second: one window, which never ends, so what
+    // each lane got out of it can be counted exactly.
+    let clock = kit::clock::ManualClock::new(time::macros::datetime!(2026-11-24 10:00:00.1 UTC));
+    let world = World::start_with_clock(&[("busy", "max_per_second = 10")], std::sync::Arc::new(clock.clone())).await;
+    // Messages sent, by the lane's token in the send log ("tx" or "mkt").
+    let count = |lane: &'static str| {
+        let db = world.db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("select count(*) from deliveries where state = 'sent' and lane = $1")
+                .bind(lane)
+                .fetch_one(&db)
+                .await
+        }
+    };
+
+    // A campaign: 30 marketing messages. Marketing may fill the window up to 10 − 2.
+    let campaign: Vec<OutboundMessage> =
+        (0..30).map(|n| OutboundMessage { lane: Lane::Marketing, ..message("busy", &format!("fan{n}@example.com"), n) }).collect();
+    for msg in &campaign {
+        world.send(msg).await;
+    }
+    eventually_ok(WAIT, "marketing fills its share of the window", || async {
+        let sent = count("mkt").await?;
+        anyhow::ensure!(sent == 8, "{sent} marketing messages sent");
+        Ok(())
+    })
+    .await;
+
+    // Two order confirmations in the same (full, for marketing) window: both go now.
+    for n in 100..102 {
+        world.send(&message("busy", &format!("buyer{n}@example.com"), n)).await;
+    }
+    eventually_ok(WAIT, "the confirmations take the reserved slots", || async {
+        let sent = count("tx").await?;
+        anyhow::ensure!(sent == 2, "{sent} confirmations sent");
+        Ok(())
+    })
+    .await;
+    assert_eq!(count("mkt").await.unwrap(), 8, "marketing never took the reserve");
+    let used: i64 = sqlx::query_scalar("select coalesce(max(used), 0)::bigint from rate_windows").fetch_one(&world.db).await.unwrap();
+    assert_eq!(used, 10, "the window holds the whole limit and no more");
+
+    // The next second: marketing again gets its share, and only that.
+    clock.advance(time::Duration::seconds(1));
+    eventually_ok(WAIT, "marketing's share of the next window", || async {
+        let sent = count("mkt").await?;
+        anyhow::ensure!(sent == 16, "{sent} marketing messages sent");
+        Ok(())
+    })
+    .await;
 }

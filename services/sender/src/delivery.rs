@@ -256,7 +256,7 @@ impl Deliverer {
 
         // The send-rate limits, last thing before the transport: a slot is spent only on a
         // message that is about to go. Refused: the message comes back at the next window.
-        let limits = route.limits.for_message(msg.tenant.as_str(), msg.to.email.domain());
+        let limits = route.limits.for_message(msg.tenant.as_str(), msg.to.email.domain(), msg.lane);
         if let Some(wait) = ratelimit::acquire(self.db(msg.lane), &limits, self.clock.now()).await.map_err(HandleError::transient)? {
             tracing::debug!(wait_ms = wait.as_millis() as u64, "send rate limit reached; deferring to the next window");
             return Err(HandleError::Defer(wait));

@@ -19,6 +19,13 @@
 //! clocks (NTP); their skew eats into the guard. A clock that does not move (a test's
 //! manual clock) never opens a new window: a tenant with limits then waits until it moves.
 //!
+//! Lanes. Both lanes count in the same windows (the provider counts all of the account's
+//! mail), but marketing mail may only fill a window up to the limit minus a reserve
+//! ([`reserve`]: a fifth, at least one, for limits of 2 or more); only transactional mail
+//! may take the last slots. A campaign that keeps every window full at the start of each
+//! second therefore still leaves room for an order confirmation in the same second, rather
+//! than making it race 64 marketing sends for the next one.
+//!
 //! Invariant: a slot is taken before a message is handed to SMTP or a provider, never
 //! after; a message that waits keeps its place (the caller retries the same message).
 //! Invariant: a message's limits are taken in one order (account, then domain), so
@@ -26,17 +33,34 @@
 
 use std::time::Duration;
 
+use contracts::Lane;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
-/// One limit: `per_second` messages under `key` (e.g. `acct:shop-1`, `domain:shop-1:gmail.com`).
+/// One limit: at most `per_second` messages counted under `key` (e.g. `acct:shop-1`,
+/// `domain:shop-1:gmail.com`) in a window, as seen by one lane (see [`Limit::for_lane`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limit {
     pub key: String,
     pub per_second: u32,
 }
 
+/// The slots of a `per_second` limit that only transactional mail may take: a fifth,
+/// at least one, and none for a limit of 1 (marketing would never send).
+pub fn reserve(per_second: u32) -> u32 {
+    if per_second < 2 { 0 } else { (per_second / 5).max(1) }
+}
+
 impl Limit {
+    /// How far `lane` may fill this limit's windows: all of it for transactional mail, all
+    /// but the [`reserve`] for marketing.
+    pub fn for_lane(self, lane: Lane) -> Self {
+        match lane {
+            Lane::Transactional => self,
+            Lane::Marketing => Self { per_second: self.per_second - reserve(self.per_second), ..self },
+        }
+    }
+
     /// The tenant's provider account.
     pub fn account(tenant: &str, per_second: u32) -> Self {
         Self { key: format!("acct:{tenant}"), per_second }
@@ -65,12 +89,12 @@ impl Limits {
         Self { per_second: delivery.max_per_second, per_domain: delivery.max_per_second_per_domain }
     }
 
-    /// The limits one message to `recipient_domain` is under: the account first, then the
-    /// domain (the order in which their rows are locked).
-    pub fn for_message(&self, tenant: &str, recipient_domain: &str) -> Vec<Limit> {
+    /// The limits one message of `lane` to `recipient_domain` is under: the account first,
+    /// then the domain (the order in which their rows are locked).
+    pub fn for_message(&self, tenant: &str, recipient_domain: &str, lane: Lane) -> Vec<Limit> {
         let account = self.per_second.map(|n| Limit::account(tenant, n));
         let domain = self.per_domain.map(|n| Limit::domain(tenant, recipient_domain, n));
-        account.into_iter().chain(domain).collect()
+        account.into_iter().chain(domain).map(|l| l.for_lane(lane)).collect()
     }
 }
 
@@ -166,13 +190,29 @@ mod tests {
 
     #[test]
     fn a_message_is_under_the_account_limit_then_its_domain_limit() {
+        let tx = Lane::Transactional;
         let both = Limits { per_second: Some(14), per_domain: Some(5) };
-        assert_eq!(both.for_message("shop-1", "GMail.com"), vec![Limit::account("shop-1", 14), Limit::domain("shop-1", "gmail.com", 5)]);
+        assert_eq!(both.for_message("shop-1", "GMail.com", tx), vec![Limit::account("shop-1", 14), Limit::domain("shop-1", "gmail.com", 5)]);
         let account = Limits { per_second: Some(14), per_domain: None };
-        assert_eq!(account.for_message("shop-1", "gmail.com"), vec![Limit::account("shop-1", 14)]);
+        assert_eq!(account.for_message("shop-1", "gmail.com", tx), vec![Limit::account("shop-1", 14)]);
         let domain = Limits { per_second: None, per_domain: Some(5) };
-        assert_eq!(domain.for_message("shop-1", "gmail.com"), vec![Limit::domain("shop-1", "gmail.com", 5)]);
-        assert!(Limits::default().for_message("shop-1", "gmail.com").is_empty());
+        assert_eq!(domain.for_message("shop-1", "gmail.com", tx), vec![Limit::domain("shop-1", "gmail.com", 5)]);
+        assert!(Limits::default().for_message("shop-1", "gmail.com", tx).is_empty());
+    }
+
+    #[test]
+    fn marketing_leaves_a_reserve_in_every_window_for_transactional_mail() {
+        assert_eq!([1, 2, 4, 5, 9, 10, 14, 100].map(reserve), [0, 1, 1, 1, 1, 2, 2, 20]);
+        let both = Limits { per_second: Some(14), per_domain: Some(5) };
+        assert_eq!(
+            both.for_message("shop-1", "gmail.com", Lane::Marketing),
+            vec![Limit::account("shop-1", 12), Limit::domain("shop-1", "gmail.com", 4)]
+        );
+        // The same windows: the reserve is a lower cap on the same counter, not a second one.
+        let mkt = Limit::account("shop-1", 14).for_lane(Lane::Marketing);
+        assert_eq!(mkt.key, Limit::account("shop-1", 14).key);
+        let one = Limits { per_second: Some(1), per_domain: None };
+        assert_eq!(one.for_message("shop-1", "gmail.com", Lane::Marketing), vec![Limit::account("shop-1", 1)]);
     }
 
     #[test]
