@@ -1,4 +1,5 @@
-//! Signed tracking tokens for open pixels, click redirects and one-click unsubscribes.
+//! Signed tracking tokens for open pixels, click redirects, one-click unsubscribes and the
+//! preferences page.
 //!
 //! A token is `base64url(json claims) "." base64url(hmac)`, where the HMAC-SHA256 key is
 //! derived per tenant from a master key (`HMAC(master, "postflow/link/v1/" + tenant)`), so
@@ -25,9 +26,22 @@ pub enum Action {
     /// Record a click and redirect to `u`.
     #[serde(rename = "c")]
     Click { u: String },
-    /// Unsubscribe `e` from the tenant's marketing mail.
+    /// Unsubscribe `e` from the tenant's marketing mail. `l`: the recipient's locale, for
+    /// the confirmation page (absent in tokens minted before it was added).
     #[serde(rename = "u")]
-    Unsubscribe { e: EmailAddress },
+    Unsubscribe {
+        e: EmailAddress,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        l: Option<String>,
+    },
+    /// Show `e` their marketing choices (topics, all marketing) and let them change them,
+    /// in locale `l`.
+    #[serde(rename = "p")]
+    Preferences {
+        e: EmailAddress,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        l: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +145,22 @@ mod tests {
         let t = s.sign(&c);
         assert!(t.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)), "{t}");
         assert_eq!(s.verify(&t).unwrap(), c);
+    }
+
+    #[test]
+    fn preference_tokens_round_trip_and_are_not_unsubscribe_tokens() {
+        let s = signer("k");
+        let e = EmailAddress::parse("ana@example.com").unwrap();
+        let c = claims("demo", Action::Preferences { e: e.clone(), l: Some("fa-IR".into()) });
+        let back = s.verify(&s.sign(&c)).unwrap();
+        assert_eq!(back, c);
+        assert!(!matches!(back.action, Action::Unsubscribe { .. }));
+        // Tokens minted before the locale was added still verify.
+        let old = claims("demo", Action::Unsubscribe { e, l: None });
+        let token = s.sign(&old);
+        let body = String::from_utf8(URL_SAFE_NO_PAD.decode(token.split_once('.').unwrap().0).unwrap()).unwrap();
+        assert!(!body.contains("\"l\""), "{body}");
+        assert_eq!(s.verify(&token).unwrap(), old);
     }
 
     #[test]

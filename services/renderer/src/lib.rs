@@ -4,8 +4,9 @@
 //! unsubscribe headers, and derives the plain-text part. Stateless: templates come from
 //! the tenant config, compiled once at start.
 //!
-//! Lanes: marketing mail gets the full footer (unsubscribe link, physical address,
-//! privacy link). Transactional mail gets no unsubscribe link in its body — it is about
+//! Lanes: marketing mail gets the full footer (unsubscribe link, a "manage preferences"
+//! link to the tracker's preferences page, physical address, privacy link) and carries its
+//! topic on to the sender. Transactional mail gets neither link in its body — it is about
 //! the recipient's order, not a subscription — but keeps the sender's identity (name,
 //! physical address, privacy link). Both lanes keep the `List-Unsubscribe` and
 //! `List-Unsubscribe-Post` headers: mailbox providers expect them from bulk senders, an
@@ -119,7 +120,7 @@ pub fn compile_templates(tenants: &Tenants) -> Result<BTreeMap<TenantId, Templat
                         checked.push(template.clone());
                         let Some(data) = render::sample_data(template) else { continue };
                         let req = sample_request(tenant, flow.lane, template, data);
-                        if let Err(e) = set.render(template, &context(tenant, &req, "#unsubscribe")) {
+                        if let Err(e) = set.render(template, &context(tenant, &req, &Links::PLACEHOLDERS)) {
                             let file = template_file(tenant, &e).unwrap_or_else(|| flow.file.display().to_string());
                             errors.push(format!("{file}: {e} (rendering the sample data of {template:?})"));
                         }
@@ -162,11 +163,28 @@ fn sample_request(tenant: &Tenant, lane: Lane, template: &str, data: Value) -> R
     }
 }
 
+/// The recipient's links to the tracker that templates may show.
+struct Links<'a> {
+    unsubscribe: &'a str,
+    preferences: &'a str,
+}
+
+impl Links<'static> {
+    /// For previews and load-time checks: nothing is signed.
+    const PLACEHOLDERS: Links<'static> = Links { unsubscribe: "#unsubscribe", preferences: "#preferences" };
+}
+
+/// The recipient's locale: the request's, else the tenant's.
+fn locale(tenant: &Tenant, req: &RenderRequest) -> String {
+    req.locale.clone().unwrap_or_else(|| tenant.locale.clone())
+}
+
 /// The template context: the request's data plus brand, sender, recipient and links.
 /// `brand.locale` is the recipient's locale (else the tenant's) and picks the
-/// language and number formats; `links.unsubscribe` is only set for marketing mail.
-fn context(tenant: &Tenant, req: &RenderRequest, unsubscribe: &str) -> Value {
-    let locale = req.locale.clone().unwrap_or_else(|| tenant.locale.clone());
+/// language and number formats; `links.unsubscribe` and `links.preferences` are only set
+/// for marketing mail.
+fn context(tenant: &Tenant, req: &RenderRequest, links: &Links<'_>) -> Value {
+    let locale = locale(tenant, req);
     let direction = tenant.brand.direction.unwrap_or_else(|| Direction::for_locale(&locale));
     let mut ctx = match &req.data {
         Value::Object(m) => m.clone(),
@@ -196,7 +214,7 @@ fn context(tenant: &Tenant, req: &RenderRequest, unsubscribe: &str) -> Value {
     );
     ctx.insert("recipient".into(), json!({ "name": req.to.name, "email": req.to.email }));
     let links = match req.lane {
-        Lane::Marketing => json!({ "unsubscribe": unsubscribe }),
+        Lane::Marketing => json!({ "unsubscribe": links.unsubscribe, "preferences": links.preferences }),
         Lane::Transactional => json!({}),
     };
     ctx.insert("links".into(), links);
@@ -234,13 +252,20 @@ impl Composer {
             return Err(HandleError::transient(anyhow::anyhow!("no templates for tenant {}", req.tenant)));
         };
         let claims = |action| Claims { tenant: req.tenant.clone(), message_id: req.message_id.clone(), action };
-        let unsubscribe = self.url("u", &claims(Action::Unsubscribe { e: req.to.email.clone() }));
-        let ctx = context(tenant, req, &unsubscribe);
+        let (e, l) = (req.to.email.clone(), Some(locale(tenant, req)));
+        let unsubscribe = self.url("u", &claims(Action::Unsubscribe { e: e.clone(), l: l.clone() }));
+        // Only marketing mail shows it (transactional mail has no topics to choose).
+        let preferences = match req.lane {
+            Lane::Marketing => self.url("p", &claims(Action::Preferences { e, l })),
+            Lane::Transactional => String::new(),
+        };
+        let ctx = context(tenant, req, &Links { unsubscribe: &unsubscribe, preferences: &preferences });
         let rendered = set.render(&req.template, &ctx).map_err(HandleError::permanent)?;
         let mut html = rendered.html;
         if tenant.tracking.clicks {
             html = render::links::rewrite_links(&html, |url| {
-                // The unsubscribe link is already ours; everything else goes via /c/.
+                // The unsubscribe and preferences links are already ours; everything else
+                // goes via /c/.
                 (!url.starts_with(&self.base_url)).then(|| self.url("c", &claims(Action::Click { u: url.to_owned() })))
             });
         }
@@ -384,7 +409,7 @@ async fn preview(
     };
     let lane = if data.get("lane").and_then(Value::as_str) == Some("marketing") { Lane::Marketing } else { Lane::Transactional };
     let req = sample_request(t, lane, &template, preview_data(&template, data));
-    let ctx = context(t, &req, "#unsubscribe");
+    let ctx = context(t, &req, &Links::PLACEHOLDERS);
     match set.render(&template, &ctx) {
         Ok(r) => axum::Json(json!({ "subject": r.subject, "preheader": r.preheader, "html": r.html, "text": r.text })).into_response(),
         Err(TemplateError::NotFound { .. }) => (StatusCode::NOT_FOUND, axum::Json(json!({"error": "unknown template"}))).into_response(),
@@ -478,6 +503,8 @@ mod tests {
         let c = composer(tenant("en", false));
         let msg = c.compose(&request("shipping_confirmation", Lane::Transactional, None)).unwrap();
         assert!(!msg.html.contains("https://t.northwind.example/u/"), "no unsubscribe link in the body");
+        assert!(!msg.html.contains("https://t.northwind.example/p/"), "no preferences link: no topics to choose");
+        assert!(!msg.text.contains("Manage preferences"), "{}", msg.text);
         assert!(!msg.text.contains("Unsubscribe"), "{}", msg.text);
         assert!(msg.text.contains("Northwind Outfitters\n100 Main Street, Portland, OR 97201"), "{}", msg.text);
         assert!(msg.text.contains("Privacy policy (https://t.northwind.example/c/"), "{}", msg.text);
@@ -490,13 +517,34 @@ mod tests {
         assert!(!msg.html.contains("href=\"https://www.ups.com/"));
     }
 
+    /// The URLs in `text` that start with `prefix`.
+    fn urls<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+        text.match_indices(prefix).map(|(i, _)| &text[i..i + text[i..].find([')', '"', ' ']).unwrap_or(text.len() - i)]).collect()
+    }
+
     #[test]
     fn marketing_mail_has_the_full_footer() {
         let c = composer(tenant("en", false));
-        let msg = c.compose(&request("review_request", Lane::Marketing, None)).unwrap();
+        let mut req = request("review_request", Lane::Marketing, None);
+        req.topic = Some("offers".into());
+        let msg = c.compose(&req).unwrap();
+        assert_eq!(msg.topic.as_deref(), Some("offers"), "the topic travels on to the sender");
         let unsubscribe = header(&msg, "List-Unsubscribe").unwrap().trim_matches(['<', '>']).to_owned();
         assert!(msg.html.contains(&format!("href=\"{unsubscribe}\"")), "the footer links the unsubscribe URL untracked");
         assert!(msg.text.contains(&format!("Unsubscribe ({unsubscribe})")), "{}", msg.text);
+        // The preferences link sits next to it, untracked, and is a signed token for the
+        // recipient in their locale.
+        let preferences = urls(&msg.text, "https://t.northwind.example/p/");
+        assert_eq!(preferences.len(), 1, "{}", msg.text);
+        assert!(msg.text.contains(&format!("Unsubscribe ({unsubscribe}) · Manage preferences ({})", preferences[0])), "{}", msg.text);
+        assert!(msg.html.contains(&format!("href=\"{}\"", preferences[0])));
+        let token = preferences[0].rsplit('/').next().unwrap();
+        let claims = Signer::new(SecretString::from("k")).verify(token).unwrap();
+        assert_eq!(
+            claims.action,
+            Action::Preferences { e: EmailAddress::parse("ana.silva@example.com").unwrap(), l: Some("en".into()) }
+        );
+        assert_eq!(claims.message_id, req.message_id);
         assert!(msg.text.contains("100 Main Street, Portland, OR 97201"));
         assert!(msg.text.contains("Privacy policy ("));
         assert_eq!(header(&msg, "Precedence"), Some("bulk"));
@@ -510,6 +558,7 @@ mod tests {
         assert!(fa.subject.contains("راضی"), "{}", fa.subject);
         assert!(fa.text.contains("۱۵٪"), "{}", fa.text);
         assert!(fa.text.contains("لغو اشتراک ("), "{}", fa.text);
+        assert!(fa.text.contains("مدیریت تنظیمات ایمیل (https://t.northwind.example/p/"), "{}", fa.text);
         // Unknown languages fall back to English; the tenant's locale fills in a missing one.
         let pt = c.compose(&request("review_request", Lane::Transactional, Some("pt-BR"))).unwrap();
         assert!(pt.subject.starts_with("How do you like"), "{}", pt.subject);

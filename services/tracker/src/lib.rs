@@ -419,7 +419,7 @@ async fn click(State(t): State<Arc<Tracker>>, Path(token): Path<String>, headers
 
 async fn unsubscribe_page(State(t): State<Arc<Tracker>>, Path(token): Path<String>) -> Response {
     let Ok(claims) = t.signer.verify(&token) else { return not_found() };
-    let Action::Unsubscribe { e } = &claims.action else { return not_found() };
+    let Action::Unsubscribe { e, .. } = &claims.action else { return not_found() };
     Html(format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
          <title>Unsubscribe</title></head><body style=\"font-family:sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem\">\
@@ -433,7 +433,7 @@ async fn unsubscribe_page(State(t): State<Arc<Tracker>>, Path(token): Path<Strin
 
 async fn unsubscribe(State(t): State<Arc<Tracker>>, Path(token): Path<String>, body: String) -> Response {
     let Ok(claims) = t.signer.verify(&token) else { return not_found() };
-    let Action::Unsubscribe { e } = &claims.action else { return not_found() };
+    let Action::Unsubscribe { e, .. } = &claims.action else { return not_found() };
     // RFC 8058: mail clients POST "List-Unsubscribe=One-Click"; our page posts an empty form.
     let method = if body.contains("List-Unsubscribe=One-Click") { "one_click" } else { "link" };
     let hit = Hit { claims: &claims, kind: "unsubscribe", url: None, email: Some(e), method: Some(method), user_agent: None, machine: false };

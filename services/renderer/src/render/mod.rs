@@ -12,7 +12,8 @@
 //! - `layout`: the shared skeleton (head, direction switch, logo, footer).
 //!   Children `{% extends "layout" %}` and fill `subject`, `preview`, `content`
 //!   (and optionally `footer`).
-//! - `partials/footer`: sender name, physical address, privacy and unsubscribe links.
+//! - `partials/footer`: sender name, physical address, privacy, unsubscribe and
+//!   preferences links (the last two for marketing mail only).
 //! - `partials/order`, `partials/product`, `partials/offer`, `partials/shipment`:
 //!   macros for order lines, totals, addresses, product blocks, coupon and offer blocks,
 //!   tracking details and history; tenant templates import them too.

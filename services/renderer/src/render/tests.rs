@@ -265,7 +265,18 @@ fn footer_shows_unsubscribe_only_when_given_and_test_orders_are_marked() {
     let r = defaults().render("order_confirmation", &ctx).unwrap();
     assert!(r.html.contains(r#"href="https://northwind.example/u/abc""#));
     assert!(r.text.contains("Privacy policy (https://northwind.example/privacy) · Unsubscribe (https://northwind.example/u/abc)"), "{}", r.text);
+    assert!(!r.text.contains("Manage preferences"), "no preferences link was given");
     assert!(r.text.contains("This is a test order."));
+
+    ctx["links"]["preferences"] = json!("https://northwind.example/p/abc");
+    ctx["brand"]["locale"] = json!("de");
+    let r = defaults().render("order_confirmation", &ctx).unwrap();
+    assert!(r.html.contains(r#"href="https://northwind.example/p/abc""#));
+    assert!(
+        r.text.contains("Abmelden (https://northwind.example/u/abc) · Einstellungen verwalten (https://northwind.example/p/abc)"),
+        "{}",
+        r.text
+    );
 }
 
 #[test]
