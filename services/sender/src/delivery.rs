@@ -8,7 +8,14 @@
 //! **Invariant (suppression):** checked before every send, against every suppression
 //! source: a permanent bounce at send time, a provider's hard bounce or complaint webhook
 //! (scope `all`), an unsubscribe from the tracker or a provider (scope `marketing`, which
-//! transactional mail ignores). A suppressed message is recorded `suppressed`, not sent.
+//! transactional mail ignores), leaving one topic on the preferences page (scope
+//! `topic:{id}`, which only marketing mail of that topic heeds). A suppressed message is
+//! recorded `suppressed`, not sent.
+//!
+//! **Invariant (opting back in):** `email.resubscribed` lifts only the suppression an
+//! unsubscribe made (`marketing`, or `topic:{id}` for that topic); a hard bounce or a
+//! complaint (`all`) stays. Opt-outs and opt-ins are applied last change first
+//! ([`Unsubscribes`]): out of order or replayed, they end in the recipient's latest choice.
 //!
 //! **Invariant (rate limits):** a slot is taken after the suppression check and before the
 //! claim, so a suppressed message spends none and a message over the limit has claimed
@@ -75,7 +82,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bus::{Bus, Delivery, HandleError, Handler};
-use contracts::{EmailBounced, EmailSent, Envelope, Event, Lane, OutboundMessage, Source};
+use contracts::{EmailAddress, EmailBounced, EmailSent, Envelope, Event, Lane, OutboundMessage, Source};
 use kit::Clock;
 use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
@@ -130,16 +137,13 @@ impl Deliverer {
     }
 
     async fn suppressed(&self, msg: &OutboundMessage) -> Result<Option<String>, HandleError> {
-        let scopes: &[&str] = match msg.lane {
-            Lane::Transactional => &["all"],
-            Lane::Marketing => &["all", "marketing"],
-        };
+        let scopes = suppression_scopes(msg);
         let reason: Option<String> = sqlx::query_scalar(
             "select reason from suppressions where tenant = $1 and email = $2 and scope = any($3) limit 1",
         )
         .bind(msg.tenant.as_str())
         .bind(msg.to.email.key())
-        .bind(scopes)
+        .bind(&scopes)
         .fetch_optional(self.db(msg.lane))
         .await
         .map_err(HandleError::transient)?;
@@ -457,21 +461,180 @@ impl Claim for Gate<'_> {
     }
 }
 
-/// Records unsubscribes as marketing suppressions.
+/// The suppression scopes that stop `msg`: `all` for every message; for marketing mail
+/// also `marketing` and, when it has a topic, `topic:{id}`.
+fn suppression_scopes(msg: &OutboundMessage) -> Vec<String> {
+    let mut scopes = vec!["all".to_owned()];
+    if msg.lane == Lane::Marketing {
+        scopes.push("marketing".to_owned());
+        scopes.extend(msg.topic.as_ref().map(|t| format!("topic:{t}")));
+    }
+    scopes
+}
+
+/// What an unsubscribe or resubscribe event asks of the suppression list.
+#[derive(Debug, PartialEq, Eq)]
+struct SubscriptionChange {
+    /// `marketing` (all marketing mail) or `topic:{id}`.
+    scope: String,
+    subscribed: bool,
+    /// The suppression's reason, for an opt-out.
+    reason: String,
+}
+
+impl SubscriptionChange {
+    /// The change `event` makes, if it is an unsubscribe or resubscribe (pure).
+    fn of(event: &Event) -> Option<(&EmailAddress, Self)> {
+        let scope = |topic: Option<&String>| topic.map_or_else(|| "marketing".to_owned(), |t| format!("topic:{t}"));
+        Some(match event {
+            Event::EmailUnsubscribed(u) => {
+                (&u.recipient, Self { scope: scope(None), subscribed: false, reason: format!("unsubscribed ({})", u.method) })
+            }
+            Event::EmailTopicUnsubscribed(u) => (
+                &u.recipient,
+                Self {
+                    scope: scope(Some(&u.topic)),
+                    subscribed: false,
+                    reason: format!("unsubscribed from topic {} ({})", u.topic, u.method),
+                },
+            ),
+            Event::EmailResubscribed(r) => {
+                (&r.recipient, Self { scope: scope(r.topic.as_ref()), subscribed: true, reason: String::new() })
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// Applies `email.unsubscribed` (scope `marketing`), `email.topic_unsubscribed` (scope
+/// `topic:{id}`) and `email.resubscribed` (lifts the suppression of its scope) to the
+/// suppression list, in one transaction each.
+///
+/// The three types arrive on separate consumers, so a recipient's opt-out and opt-in may
+/// be applied in either order; `subscription_changes` keeps the time of the latest change
+/// per scope, and an event older than it (or the same one again) changes nothing. An
+/// opt-in deletes only its own scope's row — never `all`, which hard bounces and
+/// complaints write.
 pub struct Unsubscribes {
     pub(crate) pool: PgPool,
 }
 
+impl Unsubscribes {
+    async fn apply(&self, env: &Envelope, recipient: &EmailAddress, change: &SubscriptionChange) -> Result<(), HandleError> {
+        let (tenant, email) = (env.tenant.as_str(), recipient.key());
+        let mut tx = self.pool.begin().await.map_err(HandleError::transient)?;
+        let latest = sqlx::query(
+            "insert into subscription_changes (tenant, email, scope, subscribed, changed_at) values ($1, $2, $3, $4, $5)
+             on conflict (tenant, email, scope) do update set subscribed = excluded.subscribed, changed_at = excluded.changed_at
+             where subscription_changes.changed_at < excluded.changed_at",
+        )
+        .bind(tenant)
+        .bind(&email)
+        .bind(&change.scope)
+        .bind(change.subscribed)
+        .bind(env.occurred_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(HandleError::transient)?
+        .rows_affected()
+            == 1;
+        if !latest {
+            tracing::debug!(scope = %change.scope, "a later change (or this one) is applied already; nothing to do");
+            return Ok(());
+        }
+        if change.subscribed {
+            sqlx::query("delete from suppressions where tenant = $1 and email = $2 and scope = $3 and scope <> 'all'")
+                .bind(tenant)
+                .bind(&email)
+                .bind(&change.scope)
+                .execute(&mut *tx)
+                .await
+                .map_err(HandleError::transient)?;
+        } else {
+            sqlx::query("insert into suppressions (tenant, email, scope, reason) values ($1, $2, $3, $4) on conflict do nothing")
+                .bind(tenant)
+                .bind(&email)
+                .bind(&change.scope)
+                .bind(&change.reason)
+                .execute(&mut *tx)
+                .await
+                .map_err(HandleError::transient)?;
+        }
+        tx.commit().await.map_err(HandleError::transient)?;
+        tracing::info!(scope = %change.scope, subscribed = change.subscribed, "subscription change applied");
+        Ok(())
+    }
+}
+
 impl Handler<Envelope> for Unsubscribes {
     async fn handle(&self, d: Delivery<Envelope>) -> Result<(), HandleError> {
-        let Event::EmailUnsubscribed(u) = &d.body.event else { return Ok(()) };
-        sqlx::query("insert into suppressions (tenant, email, scope, reason) values ($1, $2, 'marketing', $3) on conflict do nothing")
-            .bind(d.body.tenant.as_str())
-            .bind(u.recipient.key())
-            .bind(format!("unsubscribed ({})", u.method))
-            .execute(&self.pool)
-            .await
-            .map_err(HandleError::transient)?;
-        Ok(())
+        let env = &d.body;
+        let Some((recipient, change)) = SubscriptionChange::of(&env.event) else { return Ok(()) };
+        let span = tracing::info_span!("subscription_change", tenant = %env.tenant, event_id = %env.id, kind = env.kind().as_str());
+        tracing::Instrument::instrument(self.apply(env, recipient, &change), span).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use contracts::{EmailResubscribed, EmailTopicUnsubscribed, EmailUnsubscribed, Mailbox, MessageId, TenantId};
+
+    use super::*;
+
+    fn message(lane: Lane, topic: Option<&str>) -> OutboundMessage {
+        OutboundMessage {
+            spec: contracts::SPEC_VERSION,
+            message_id: MessageId::derive(&["t"]),
+            tenant: TenantId::parse("demo").unwrap(),
+            lane,
+            from: Mailbox { name: None, email: EmailAddress::parse("shop@demo.example").unwrap() },
+            reply_to: None,
+            to: Mailbox { name: None, email: EmailAddress::parse("ana@example.com").unwrap() },
+            subject: "s".into(),
+            html: String::new(),
+            text: String::new(),
+            headers: Vec::new(),
+            template: "t".into(),
+            topic: topic.map(str::to_owned),
+            cause: contracts::Cause { flow: "f".into(), run_id: uuid::Uuid::nil(), step: 0, event_id: uuid::Uuid::nil() },
+        }
+    }
+
+    #[test]
+    fn topic_opt_outs_stop_only_marketing_mail_of_that_topic() {
+        assert_eq!(suppression_scopes(&message(Lane::Transactional, None)), ["all"]);
+        assert_eq!(suppression_scopes(&message(Lane::Transactional, Some("offers"))), ["all"], "transactional mail has no topics");
+        assert_eq!(suppression_scopes(&message(Lane::Marketing, None)), ["all", "marketing"]);
+        assert_eq!(suppression_scopes(&message(Lane::Marketing, Some("offers"))), ["all", "marketing", "topic:offers"]);
+    }
+
+    #[test]
+    fn events_become_scoped_changes_and_opt_ins_never_name_all() {
+        let ana = EmailAddress::parse("ana@example.com").unwrap();
+        let m = MessageId::derive(&["t"]);
+        let all = Event::EmailUnsubscribed(EmailUnsubscribed { message_id: m.clone(), recipient: ana.clone(), method: "one_click".into() });
+        let (who, change) = SubscriptionChange::of(&all).unwrap();
+        assert_eq!(who, &ana);
+        assert_eq!(change, SubscriptionChange { scope: "marketing".into(), subscribed: false, reason: "unsubscribed (one_click)".into() });
+        let topic = Event::EmailTopicUnsubscribed(EmailTopicUnsubscribed {
+            message_id: m.clone(),
+            recipient: ana.clone(),
+            topic: "offers".into(),
+            method: "preferences".into(),
+        });
+        assert_eq!(SubscriptionChange::of(&topic).unwrap().1.scope, "topic:offers");
+        for (topic, scope) in [(None, "marketing"), (Some("offers"), "topic:offers")] {
+            let back = Event::EmailResubscribed(EmailResubscribed {
+                message_id: m.clone(),
+                recipient: ana.clone(),
+                topic: topic.map(str::to_owned),
+                method: "preferences".into(),
+            });
+            let (_, change) = SubscriptionChange::of(&back).unwrap();
+            assert!(change.subscribed);
+            assert_eq!(change.scope, scope);
+        }
+        let other = Event::EmailOpened(contracts::EmailOpened { message_id: m, machine: false, user_agent: None });
+        assert!(SubscriptionChange::of(&other).is_none());
     }
 }

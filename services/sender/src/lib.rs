@@ -10,7 +10,9 @@
 //!   with the tenant's `delivery.webhook_secret`. Hard bounces and complaints suppress all
 //!   mail to the address, unsubscribes the marketing lane; our own messages are announced
 //!   as `email.bounced`; replays change nothing.
-//! - `email.unsubscribed` from the tracker: marketing suppressions.
+//! - `email.unsubscribed`, `email.topic_unsubscribed` and `email.resubscribed` from the
+//!   tracker (and the providers): marketing and per-topic suppressions, lifted again by an
+//!   opt-in (never a bounce's or complaint's; see `delivery::Unsubscribes`).
 //!
 //! Send-rate limits (`ratelimit`): a tenant's `delivery.max_per_second` (its provider
 //! account) and `max_per_second_per_domain` (each recipient domain) are counted in
@@ -180,9 +182,11 @@ impl Application {
             sup.spawn(spec.durable_name(), async move { bus.run_consumer::<OutboundMessage, _>(spec, deliverer, stop, drain).await });
         }
         let unsubscribes = Arc::new(delivery::Unsubscribes { pool: self.deliverer.pool_mkt.clone() });
-        let spec = ConsumerSpec::new("sender", Feed::Events(EventKind::EmailUnsubscribed), 4);
-        let (b, s) = (bus.clone(), stop.clone());
-        sup.spawn(spec.durable_name(), async move { b.run_consumer::<Envelope, _>(spec, unsubscribes, s, drain).await });
+        for kind in [EventKind::EmailUnsubscribed, EventKind::EmailTopicUnsubscribed, EventKind::EmailResubscribed] {
+            let spec = ConsumerSpec::new("sender", Feed::Events(kind), 4);
+            let (b, s, u) = (bus.clone(), stop.clone(), unsubscribes.clone());
+            sup.spawn(spec.durable_name(), async move { b.run_consumer::<Envelope, _>(spec, u, s, drain).await });
+        }
         let (deliverer, every, s) = (self.deliverer.clone(), self.settings.prune_interval, stop.clone());
         sup.spawn("prune", async move { prune(&deliverer.pool_mkt, &deliverer.clock, every, s).await });
         let router = kit::http::ops_router(Readiness { bus: Some(bus), db: Some(self.deliverer.pool_tx.clone()), stop: stop.clone() })
