@@ -1,12 +1,18 @@
 //! Segmenter: keeps each tenant's customer profiles (who, locale, first and last order,
 //! order count, total spent) and marketing consent, in its own database. Every event is
 //! applied in one transaction together with its id, so redelivery changes nothing.
+//!
+//! Consent is kept per channel: `email_marketing` (all marketing mail: withdrawn by
+//! `email.unsubscribed` or a complaint, given back by `email.resubscribed` without a topic)
+//! and `email_marketing:{topic}` (one topic of the preferences page:
+//! `email.topic_unsubscribed`, `email.resubscribed` with that topic). A change older than
+//! the recorded one does not overwrite it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bus::{Bus, BusSettings, ConsumerSpec, Delivery, Feed, HandleError, Handler};
-use contracts::{Envelope, Event, EventKind, Order};
+use contracts::{EmailAddress, Envelope, Event, EventKind, MessageId, Order};
 use kit::db::DbSettings;
 use kit::http::Readiness;
 use kit::settings::{HttpSettings, ShutdownSettings};
@@ -69,7 +75,13 @@ impl Application {
         let stop = sup.stop_token();
         let drain = self.settings.shutdown.drain_timeout;
         let handler = Arc::new(Profiles { pool: self.pool.clone() });
-        for kind in [EventKind::OrderPlaced, EventKind::EmailUnsubscribed, EventKind::EmailComplained] {
+        for kind in [
+            EventKind::OrderPlaced,
+            EventKind::EmailUnsubscribed,
+            EventKind::EmailComplained,
+            EventKind::EmailTopicUnsubscribed,
+            EventKind::EmailResubscribed,
+        ] {
             let spec = ConsumerSpec::new("segmenter", Feed::Events(kind), self.settings.concurrency);
             let (bus, handler, stop) = (self.bus.clone(), handler.clone(), stop.clone());
             sup.spawn(spec.durable_name(), async move { bus.run_consumer::<Envelope, _>(spec, handler, stop, drain).await });
@@ -103,27 +115,23 @@ impl Handler<Envelope> for Profiles {
             tracing::debug!(event_id = %env.id, "event already applied");
             return Ok(());
         }
-        // A spam complaint withdraws marketing consent just as an unsubscribe does.
-        let withdrawn = match &env.event {
-            Event::EmailUnsubscribed(u) => Some((&u.recipient, u.method.as_str(), &u.message_id)),
-            Event::EmailComplained(c) => Some((&c.recipient, "complaint", &c.message_id)),
-            _ => None,
-        };
-        match (&env.event, withdrawn) {
+        match (&env.event, consent_change(&env.event)) {
             (Event::OrderPlaced(placed), _) => apply_order(&mut tx, env.tenant.as_str(), &placed.order).await?,
-            (_, Some((recipient, method, message_id))) => {
+            (_, Some(c)) => {
                 sqlx::query(
                     "insert into consents (tenant, email, channel, status, source, message_id, recorded_at)
-                     values ($1, $2, 'email_marketing', 'unsubscribed', $3, $4, $5)
+                     values ($1, $2, $3, $4, $5, $6, $7)
                      on conflict (tenant, email, channel) do update
                      set status = excluded.status, source = excluded.source,
                          message_id = excluded.message_id, recorded_at = excluded.recorded_at
                      where consents.recorded_at <= excluded.recorded_at",
                 )
                 .bind(env.tenant.as_str())
-                .bind(recipient.key())
-                .bind(method)
-                .bind(message_id.as_str())
+                .bind(c.recipient.key())
+                .bind(&c.channel)
+                .bind(c.status)
+                .bind(c.source)
+                .bind(c.message_id.as_str())
                 .bind(env.occurred_at)
                 .execute(&mut *tx)
                 .await
@@ -134,6 +142,35 @@ impl Handler<Envelope> for Profiles {
         tx.commit().await.map_err(HandleError::transient)?;
         Ok(())
     }
+}
+
+/// A change of consent on one channel.
+#[derive(Debug, PartialEq, Eq)]
+struct ConsentChange<'a> {
+    recipient: &'a EmailAddress,
+    /// `email_marketing` or `email_marketing:{topic}`.
+    channel: String,
+    status: &'static str,
+    /// How: the event's method (`one_click`, `link`, `preferences`, `provider`) or
+    /// `complaint`.
+    source: &'a str,
+    message_id: &'a MessageId,
+}
+
+/// The consent `event` changes, if any (pure). A spam complaint withdraws marketing
+/// consent just as an unsubscribe does.
+fn consent_change(event: &Event) -> Option<ConsentChange<'_>> {
+    let channel = |topic: Option<&String>| topic.map_or_else(|| "email_marketing".to_owned(), |t| format!("email_marketing:{t}"));
+    let (recipient, channel, status, source, message_id) = match event {
+        Event::EmailUnsubscribed(u) => (&u.recipient, channel(None), "unsubscribed", u.method.as_str(), &u.message_id),
+        Event::EmailComplained(c) => (&c.recipient, channel(None), "unsubscribed", "complaint", &c.message_id),
+        Event::EmailTopicUnsubscribed(u) => {
+            (&u.recipient, channel(Some(&u.topic)), "unsubscribed", u.method.as_str(), &u.message_id)
+        }
+        Event::EmailResubscribed(r) => (&r.recipient, channel(r.topic.as_ref()), "subscribed", r.method.as_str(), &r.message_id),
+        _ => return None,
+    };
+    Some(ConsentChange { recipient, channel, status, source, message_id })
 }
 
 async fn apply_order(tx: &mut sqlx::PgConnection, tenant: &str, order: &Order) -> Result<(), HandleError> {
@@ -181,4 +218,38 @@ async fn apply_order(tx: &mut sqlx::PgConnection, tenant: &str, order: &Order) -
     .await
     .map_err(HandleError::transient)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use contracts::{EmailResubscribed, EmailTopicUnsubscribed, EmailUnsubscribed};
+
+    use super::*;
+
+    #[test]
+    fn consent_is_kept_per_topic_and_for_all_marketing() {
+        let ana = EmailAddress::parse("ana@example.com").unwrap();
+        let m = MessageId::derive(&["t"]);
+        let all = Event::EmailUnsubscribed(EmailUnsubscribed { message_id: m.clone(), recipient: ana.clone(), method: "link".into() });
+        let c = consent_change(&all).unwrap();
+        assert_eq!((c.channel.as_str(), c.status, c.source), ("email_marketing", "unsubscribed", "link"));
+        let topic = Event::EmailTopicUnsubscribed(EmailTopicUnsubscribed {
+            message_id: m.clone(),
+            recipient: ana.clone(),
+            topic: "offers".into(),
+            method: "preferences".into(),
+        });
+        let c = consent_change(&topic).unwrap();
+        assert_eq!((c.channel.as_str(), c.status), ("email_marketing:offers", "unsubscribed"));
+        for (topic, channel) in [(None, "email_marketing"), (Some("offers"), "email_marketing:offers")] {
+            let back = Event::EmailResubscribed(EmailResubscribed {
+                message_id: m.clone(),
+                recipient: ana.clone(),
+                topic: topic.map(str::to_owned),
+                method: "preferences".into(),
+            });
+            let c = consent_change(&back).unwrap();
+            assert_eq!((c.channel.as_str(), c.status, c.source), (channel, "subscribed", "preferences"));
+        }
+    }
 }
