@@ -1,11 +1,11 @@
 //! The sender against each HTTP provider: real NATS, real PostgreSQL, the sender on port 0
 //! with a tenants directory written here (one tenant per provider, its endpoint pointed at
 //! a stub), and per provider an HTTP stub that records every request and answers from a
-//! script. Checked: what goes over the wire (URL, auth, body, our MIME and DKIM), that a
-//! rate-limited request is retried and delivered once, that a documented rejection is a
-//! permanent bounce with a suppression and no retry, that the retry deadline turns a
-//! temporary failure into a non-permanent bounce, and that an unanswered request is not
-//! sent again.
+//! script. Checked: what goes over the wire (URL, auth, body, our MIME and DKIM, the
+//! tenant's Postmark message streams), that a rate-limited request is retried and
+//! delivered once, that a documented rejection is a permanent bounce with a suppression
+//! and no retry, that the retry deadline turns a temporary failure into a non-permanent
+//! bounce, and that an unanswered request is not sent again.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
@@ -215,7 +215,8 @@ fn key(name: &str) -> String {
 fn tenant_toml(provider: &str, stub: SocketAddr) -> String {
     let account = match provider {
         "ses" => "region = \"eu-west-1\"\naccess_key_id = \"AKIDTEST\"\nsecret_access_key = \"ses-test-secret\"\n",
-        "postmark" => "api_key = \"postmark-test-token\"\n",
+        // The marketing lane on a stream of the tenant's own; transactional keeps the default.
+        "postmark" => "api_key = \"postmark-test-token\"\nmarketing_stream = \"shop-newsletters\"\n",
         "sendgrid" => "api_key = \"sendgrid-test-key\"\n",
         "mailgun" => "api_key = \"mailgun-test-key\"\ndomain = \"mg.example\"\n",
         _ => unreachable!(),
@@ -499,12 +500,27 @@ async fn postmark_gets_json_with_the_server_token() {
     assert_eq!(body["Subject"], "Your order #1001");
     assert_eq!(body["TextBody"], "Thanks for your order!");
     assert_eq!(body["HtmlBody"], "<p>Thanks for your order!</p>");
-    assert_eq!(body["MessageStream"], "outbound");
+    assert_eq!(body["MessageStream"], "outbound", "transactional_stream's default");
     assert_eq!(body["Metadata"]["postflow_message_id"], msg.message_id.as_str());
     assert_eq!(body["TrackLinks"], "None");
     assert_eq!(body["Headers"][0], serde_json::json!({ "Name": "List-Unsubscribe", "Value": "<https://t.example/u/tok>" }));
     assert!(!r.text().contains("DKIM-Signature"), "Postmark signs the MIME it builds itself");
     assert!(matches!(world.event(&msg).await, Event::EmailSent(s) if s.response == "postmark-message-1"));
+}
+
+#[tokio::test]
+async fn postmark_gets_the_tenants_message_stream_for_marketing() {
+    let world = World::start().await;
+    let msg = OutboundMessage { lane: Lane::Marketing, ..message("postmark", "ada@example.com", "postmark-newsletter") };
+    world.send(&msg).await;
+    assert_eq!(world.outcome(&msg, "sent").await, "postmark-message-1");
+    world.settled().await;
+
+    let requests = world.stub("postmark").requests();
+    assert_eq!(requests.len(), 1, "exactly one request");
+    let body = requests[0].json();
+    assert_eq!(body["MessageStream"], "shop-newsletters", "the configured marketing_stream, not Postmark's default broadcast");
+    assert_eq!(body["Metadata"]["postflow_message_id"], msg.message_id.as_str());
 }
 
 #[tokio::test]

@@ -3,7 +3,9 @@
 //! Postmark takes the message as JSON fields and builds the MIME itself (signing it with
 //! the DKIM key of the Postmark account), so our headers travel in `Headers` and our
 //! message id in `Metadata`, which Postmark repeats in its bounce and delivery webhooks.
-//! Marketing goes to the `broadcast` message stream, as Postmark requires.
+//! Each lane goes to its message stream, the tenant's `[delivery] transactional_stream`
+//! and `marketing_stream` (default `outbound` and `broadcast`): Postmark requires
+//! marketing mail on a broadcast stream.
 
 use contracts::Lane;
 use serde::Deserialize;
@@ -18,12 +20,18 @@ use crate::transport::Failure;
 pub(super) struct Postmark {
     url: reqwest::Url,
     token: tenancy::Secret,
+    /// The message stream ids, transactional and marketing.
+    streams: (String, String),
 }
 
 impl Postmark {
     pub fn new(d: &Delivery) -> anyhow::Result<Self> {
         let url = format!("{}/email", base(d.endpoint.as_ref(), "https://api.postmarkapp.com".into()));
-        Ok(Self { url: parse_url("postmark", &url)?, token: secret("postmark", "api_key", d.api_key.as_ref())?.clone() })
+        Ok(Self {
+            url: parse_url("postmark", &url)?,
+            token: secret("postmark", "api_key", d.api_key.as_ref())?.clone(),
+            streams: (d.stream(Lane::Transactional).to_owned(), d.stream(Lane::Marketing).to_owned()),
+        })
     }
 }
 
@@ -61,8 +69,8 @@ impl Api for Postmark {
             "TrackLinks": "None",
             "Metadata": { "postflow_message_id": msg.message_id.as_str() },
             "MessageStream": match msg.lane {
-                Lane::Transactional => "outbound",
-                Lane::Marketing => "broadcast",
+                Lane::Transactional => &self.streams.0,
+                Lane::Marketing => &self.streams.1,
             },
         });
         if let Some(reply_to) = &msg.reply_to {
@@ -92,8 +100,8 @@ impl Api for Postmark {
             // 300 (invalid request) also reports a From address without a confirmed sender
             // signature: the tenant's setup, not the recipient.
             || (reply.error_code == 300 && reply.message.contains("'From'"))
-            // A message stream the server does not have (e.g. no `broadcast` stream for
-            // marketing) is the tenant's setup too.
+            // A message stream the server does not have (e.g. no stream with the id in
+            // `marketing_stream`) is the tenant's setup too.
             || reply.message.to_ascii_lowercase().contains("stream");
         Err(if account {
             Failure::Temporary(format!("postmark 422, account refused: {detail}"))
@@ -116,7 +124,11 @@ mod tests {
     }
 
     fn api() -> Postmark {
-        Postmark { url: parse_url("postmark", "http://stub/email").unwrap_or_else(|e| panic!("{e}")), token: tenancy::Secret::new("t") }
+        Postmark {
+            url: parse_url("postmark", "http://stub/email").unwrap_or_else(|e| panic!("{e}")),
+            token: tenancy::Secret::new("t"),
+            streams: ("outbound".into(), "broadcast".into()),
+        }
     }
 
     #[test]
