@@ -1,4 +1,4 @@
-//! The sender's side of the feedback endpoint (`feedback::http`): each tenant's webhook
+//! The sender's side of the feedback endpoints (`feedback::http`): each tenant's webhook
 //! secret, the SNS certificate fetch and subscription confirmation, and recording a verified
 //! delivery — suppressions, `email.bounced`, replay refusal — in one transaction.
 //!
@@ -10,7 +10,13 @@
 //!   for our message, so consent is updated where it is kept (the segmenter);
 //! - soft bounce: nothing (the provider keeps trying; its final word comes as another event).
 //!
-//! Replays. A delivery's replay key (Mailgun signature token, SNS `MessageId`) and each
+//! DSNs (bounce messages mailed to the tenant's bounce address and piped to the intake)
+//! are unauthenticated at their source — anyone can mail one — so a DSN's feedback counts
+//! only when its message id and recipient match a message in the send log; otherwise it
+//! is ignored (logged and counted), never suppressing an address on a stranger's word.
+//!
+//! Replays. A delivery's replay key (Mailgun signature token, SNS `MessageId`, the DSN's
+//! `Message-ID` or digest) and each
 //! piece of feedback's event id are stored in `feedback_replays` in the same transaction as
 //! the suppressions: a repeated delivery is answered `replay` and changes nothing, a
 //! repeated event inside a new delivery is skipped. Events are published before the
@@ -46,6 +52,8 @@ pub(crate) struct FeedbackStore {
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
     certificates: Mutex<HashMap<String, String>>,
+    /// `insecure_sns_url_prefix`: one more trusted SNS URL prefix, for tests only.
+    sns_url_prefix: Option<String>,
 }
 
 /// What one piece of feedback changes.
@@ -60,7 +68,13 @@ pub(crate) struct Effect {
 
 impl FeedbackStore {
     pub(crate) fn new(tenants: Arc<Tenants>, pool: PgPool, bus: Bus, clock: Arc<dyn Clock>, http: reqwest::Client) -> Self {
-        Self { tenants, pool, bus, clock, http, certificates: Mutex::default() }
+        Self { tenants, pool, bus, clock, http, certificates: Mutex::default(), sns_url_prefix: None }
+    }
+
+    /// Trusts SNS URLs under `prefix` besides SNS's own endpoints (a local stand-in in tests).
+    pub(crate) fn with_sns_url_prefix(mut self, prefix: Option<String>) -> Self {
+        self.sns_url_prefix = prefix;
+        self
     }
 
     async fn store(&self, tenant: &TenantId, received: Received) -> anyhow::Result<Recorded> {
@@ -74,14 +88,24 @@ impl FeedbackStore {
             return Ok(Recorded::Replay);
         }
         let mut events = Vec::new();
+        let mut ignored = 0;
         for f in &received.feedback {
             if let Some(key) = event_key(f)
                 && !remember(&mut tx, tenant, provider, &key, now).await?
             {
                 tracing::info!(tenant = %tenant, provider, kind = %f.kind, "feedback event seen before; skipped");
+                ignored += 1;
                 continue;
             }
             let effect = effect(tenant, f);
+            let acts = effect.suppression.is_some() || effect.event.is_some();
+            if acts && f.origin == Origin::Dsn && !sent_to(&mut tx, tenant, f).await? {
+                // Anyone can mail a DSN to the bounce address: without one of our messages
+                // to that recipient behind it, it suppresses nobody.
+                tracing::info!(tenant = %tenant, provider, kind = %f.kind, "dsn names no message we sent to that recipient; ignored");
+                ignored += 1;
+                continue;
+            }
             if let Some((scope, reason)) = &effect.suppression {
                 sqlx::query("insert into suppressions (tenant, email, scope, reason) values ($1, $2, $3, $4) on conflict do nothing")
                     .bind(tenant.as_str())
@@ -96,18 +120,10 @@ impl FeedbackStore {
             if let Some(event) = effect.event {
                 // Only our own messages to that recipient: a payload cannot make us announce
                 // a bounce for a message id we never sent to it.
-                let sent: Option<i32> = sqlx::query_scalar(
-                    "select 1 from deliveries where tenant = $1 and message_id = $2 and lower(recipient) = $3",
-                )
-                .bind(tenant.as_str())
-                .bind(f.message_id.as_ref().map(|m| m.as_str()))
-                .bind(f.recipient.key())
-                .fetch_optional(&mut *tx)
-                .await
-                .context("looking up the message in the send log")?;
-                match sent {
-                    Some(_) => events.push(event),
-                    None => tracing::info!(tenant = %tenant, provider, "feedback names a message not in the send log; not announced"),
+                if sent_to(&mut tx, tenant, f).await? {
+                    events.push(event);
+                } else {
+                    tracing::info!(tenant = %tenant, provider, "feedback names a message not in the send log; not announced");
                 }
             }
         }
@@ -115,7 +131,7 @@ impl FeedbackStore {
             self.bus.publish_event(event).await.context("publishing email.bounced")?;
         }
         tx.commit().await.context("committing the feedback")?;
-        Ok(Recorded::Stored)
+        Ok(Recorded::Stored { ignored })
     }
 
     async fn certificate(&self, url: &str) -> anyhow::Result<String> {
@@ -144,6 +160,19 @@ impl FeedbackStore {
         }
         String::from_utf8(body).with_context(|| format!("get {url}: answer is not utf-8"))
     }
+}
+
+/// Whether the send log has `f`'s message, to `f`'s recipient.
+async fn sent_to(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, tenant: &TenantId, f: &Feedback) -> anyhow::Result<bool> {
+    let Some(message_id) = &f.message_id else { return Ok(false) };
+    let sent: Option<i32> = sqlx::query_scalar("select 1 from deliveries where tenant = $1 and message_id = $2 and lower(recipient) = $3")
+        .bind(tenant.as_str())
+        .bind(message_id.as_str())
+        .bind(f.recipient.key())
+        .fetch_optional(&mut **tx)
+        .await
+        .context("looking up the message in the send log")?;
+    Ok(sent.is_some())
 }
 
 /// Remembers `key`; false if it was there already.
@@ -176,9 +205,14 @@ pub(crate) async fn prune(pool: &PgPool, now: OffsetDateTime) -> sqlx::Result<u6
 }
 
 /// The tenant's verification material for `origin`: its `delivery.webhook_secret`, when
-/// its `delivery.provider` is that provider.
+/// its `delivery.provider` is that provider, or for DSNs when it sends through the SMTP
+/// relay (DSNs of a provider's mail go to the provider).
 pub(crate) fn secret_for(delivery: &tenancy::Delivery, origin: Origin) -> Option<String> {
-    if delivery.provider.as_str() != origin.as_str() {
+    let own = match origin {
+        Origin::Dsn => delivery.provider == tenancy::Provider::Smtp,
+        _ => delivery.provider.as_str() == origin.as_str(),
+    };
+    if !own {
         return None;
     }
     delivery.webhook_secret.as_ref().map(|s| s.expose().to_owned())
@@ -245,6 +279,10 @@ impl FeedbackBackend for FeedbackStore {
         self.clock.now()
     }
 
+    fn sns_trusted_url_prefix(&self) -> Option<&str> {
+        self.sns_url_prefix.as_deref()
+    }
+
     fn sns_certificate<'a>(&'a self, url: &'a str) -> BoxFuture<'a, anyhow::Result<String>> {
         Box::pin(self.certificate(url))
     }
@@ -300,6 +338,10 @@ mod tests {
         assert_eq!(secret_for(&delivery, Origin::Dsn), None);
         let unset = tenancy::Delivery { provider: tenancy::Provider::Postmark, ..Default::default() };
         assert_eq!(secret_for(&unset, Origin::Postmark), None);
+        // The SMTP relay's secret opens the DSN intake and no provider's webhook.
+        let relay = tenancy::Delivery { webhook_secret: Some(tenancy::Secret::new("pipe")), ..Default::default() };
+        assert_eq!(secret_for(&relay, Origin::Dsn).as_deref(), Some("pipe"));
+        assert_eq!(secret_for(&relay, Origin::Postmark), None);
     }
 
     #[test]

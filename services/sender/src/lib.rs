@@ -7,9 +7,11 @@
 //! Two inputs besides the send queues:
 //! - `POST /v1/feedback/{tenant}/{provider}` ([`feedback::http`], stored by
 //!   `feedback_store`): the providers' bounce, complaint and unsubscribe webhooks, verified
-//!   with the tenant's `delivery.webhook_secret`. Hard bounces and complaints suppress all
-//!   mail to the address, unsubscribes the marketing lane; our own messages are announced
-//!   as `email.bounced`; replays change nothing.
+//!   with the tenant's `delivery.webhook_secret`, and `POST /v1/feedback/{tenant}/dsn`, the
+//!   bounce messages mailed back to an SMTP tenant's `delivery.bounce_address` and piped
+//!   here by the MTA. Hard bounces and complaints suppress all mail to the address,
+//!   unsubscribes the marketing lane; our own messages are announced as `email.bounced`;
+//!   replays change nothing.
 //! - `email.unsubscribed`, `email.topic_unsubscribed` and `email.resubscribed` from the
 //!   tracker (and the providers): marketing and per-topic suppressions, lifted again by an
 //!   opt-in (never a bounce's or complaint's; see `delivery::Unsubscribes`).
@@ -86,6 +88,11 @@ pub struct Settings {
     /// How often old send-rate windows and feedback replay keys are deleted.
     #[serde(deserialize_with = "kit::settings::secs")]
     pub prune_interval: Duration,
+    /// For tests only: one more URL prefix (`http(s)://host[:port]/path/`) trusted for SNS
+    /// signing certificates and subscription URLs besides Amazon's SNS endpoints, so a
+    /// local stand-in can sign. Never set in production: whoever serves that prefix can
+    /// forge SES feedback.
+    pub insecure_sns_url_prefix: Option<String>,
 
     pub shutdown: ShutdownSettings,
     pub telemetry: TelemetrySettings,
@@ -105,6 +112,7 @@ impl Default for Settings {
             claim_lease: Duration::from_secs(300),
             retry_deadline: Duration::from_secs(24 * 3600),
             prune_interval: Duration::from_secs(60),
+            insecure_sns_url_prefix: None,
             shutdown: ShutdownSettings::default(),
             telemetry: TelemetrySettings::default(),
         }
@@ -147,7 +155,14 @@ impl Application {
         let listener = TcpListener::bind(settings.http.addr).await?;
         // Feedback webhooks use the marketing pool: they never hold a connection an order
         // confirmation needs.
-        let feedback = Arc::new(feedback_store::FeedbackStore::new(Arc::new(tenants), pool_mkt.clone(), bus.clone(), clock.clone(), http.other()));
+        if let Some(prefix) = &settings.insecure_sns_url_prefix {
+            anyhow::ensure!(feedback::ses::url_prefix_is_usable(prefix), "insecure_sns_url_prefix must look like http(s)://host[:port]/path/ (ending in /)");
+            tracing::warn!(prefix = %prefix, "insecure_sns_url_prefix is set: SNS messages signed with a certificate from there are trusted; for tests only");
+        }
+        let feedback = Arc::new(
+            feedback_store::FeedbackStore::new(Arc::new(tenants), pool_mkt.clone(), bus.clone(), clock.clone(), http.other())
+                .with_sns_url_prefix(settings.insecure_sns_url_prefix.clone()),
+        );
         let deliverer = Arc::new(Deliverer {
             pool_tx,
             pool_mkt,

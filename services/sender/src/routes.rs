@@ -6,10 +6,11 @@
 //! The envelope sender (`MAIL FROM`, the `Return-Path` the recipient's server records) is
 //! where asynchronous bounces go. Over the SMTP relay it is the tenant's `[delivery]
 //! bounce_address` when set — an address whose mail is piped to the DSN intake
-//! (`POST /v1/feedback/{tenant}/dsn`) — else the message's From address, as before: a
-//! default that certainly accepts mail, since some receivers verify the envelope sender
-//! with a callout. HTTP providers choose their own (SES, Postmark, SendGrid and Mailgun
-//! take the bounces and report them by webhook).
+//! (`POST /v1/feedback/{tenant}/dsn`) — else the message's From address, as before: an
+//! address the shop already runs, where a guessed default like `bounces@` might not exist
+//! (and receivers that verify the envelope sender with a callout would refuse the mail).
+//! HTTP providers choose their own (SES, Postmark, SendGrid and Mailgun take the bounces
+//! and report them by webhook).
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -5,15 +5,22 @@
 //! headers (`text/rfc822-headers` or `message/rfc822`).
 //!
 //! [`parse_report`] gives the report as it is; [`parse`] turns it into feedback: `Action:
-//! failed` with a 5.x.x status is a hard bounce, with a 4.x.x status (a server that gave up
-//! retrying) a soft bounce; `delayed`, `delivered`, `relayed` and `expanded` yield nothing.
+//! failed` with a 5.x.x status (from `Status`, else from `Diagnostic-Code`) is a hard
+//! bounce; a failure with any other status or none (a server that gave up retrying after
+//! 4.x.x answers) is a soft bounce, which suppresses nothing; `delayed`, `delivered`,
+//! `relayed` and `expanded` yield nothing.
 //!
 //! Our message id is read from the returned headers (`X-Postflow-Message-Id`, then
 //! `Message-ID`), else from the per-message `X-Original-Message-ID` (Gmail) or
 //! `Original-Envelope-Id`.
 //!
-//! Nothing authenticates a DSN: anyone can mail one. Accept them only at a bounce address
-//! that is not guessable, and prefer the message id found here to tie them to a send.
+//! DSNs reach the sender by mail: the MTA that receives mail for the tenant's bounce
+//! address pipes each message to `POST /v1/feedback/{tenant}/dsn` ([`receive`]), which
+//! authenticates *that hop* with HTTP basic auth (the tenant's `webhook_secret`). Nothing
+//! authenticates the DSN itself: anyone can mail one to the bounce address. So the store
+//! acts on a DSN only when the message id found here and the recipient match a message
+//! in the send log.
+//!
 //! The parser is lenient about what real servers write (folded headers, missing parts,
 //! base64 or quoted-printable parts, a report wrapped in `multipart/mixed`) and returns
 //! an error, never a panic, for anything else.
@@ -23,8 +30,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
 
 use super::{
-    Feedback, FeedbackError, FeedbackKind, MESSAGE_ID_HEADER, Origin, clean_reason,
-    enhanced_status, is_enhanced_status, message_id_from, recipient,
+    Feedback, FeedbackError, FeedbackKind, Headers, MESSAGE_ID_HEADER, Origin, basic_auth_matches,
+    clean_reason, enhanced_status, header, is_enhanced_status, message_id_from, recipient,
 };
 
 /// How deep a report may be nested in other multiparts.
@@ -90,6 +97,50 @@ pub struct Report {
     pub recipients: Vec<RecipientStatus>,
 }
 
+/// The media type the intake accepts: the DSN as the MTA received it.
+pub const MEDIA_TYPE: &str = "message/rfc822";
+
+/// One DSN posted to the intake, verified and parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DsnDelivery {
+    /// The same DSN posted again repeats it: the DSN's own `Message-ID` (stable when an
+    /// MTA retries the pipe or the message is forwarded), else the SHA-256 of the bytes.
+    pub replay_key: String,
+    /// Hard and soft bounces of its failed recipients; empty for delay and success reports.
+    pub feedback: Vec<Feedback>,
+}
+
+/// Verifies and reads one DSN posted to the intake: `Authorization: Basic` whose password
+/// is `secret` (the user name is not checked), `Content-Type: message/rfc822`, the raw
+/// message as the body. `now` is the fallback time.
+pub fn receive<H: Headers + ?Sized>(
+    headers: &H,
+    raw: &[u8],
+    secret: &str,
+    now: OffsetDateTime,
+) -> Result<DsnDelivery, FeedbackError> {
+    basic_auth_matches(headers, secret)?;
+    let media_type = header(headers, "content-type")
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    if media_type.as_deref() != Some(MEDIA_TYPE) {
+        return Err(FeedbackError::MediaType(MEDIA_TYPE));
+    }
+    let report = parse_report(raw)?;
+    let replay_key = match &report.dsn_message_id {
+        Some(id) => format!("message-id:{id}"),
+        None => {
+            let digest = ring::digest::digest(&ring::digest::SHA256, raw);
+            let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+            format!("sha256:{hex}")
+        }
+    };
+    Ok(DsnDelivery {
+        replay_key,
+        feedback: feedback(&report, now),
+    })
+}
+
 /// Parses a DSN and returns feedback for its failed recipients. `now` is the fallback
 /// time when the report carries no date.
 pub fn parse(raw: &[u8], now: OffsetDateTime) -> Result<Vec<Feedback>, FeedbackError> {
@@ -108,9 +159,11 @@ pub fn feedback(report: &Report, now: OffsetDateTime) -> Vec<Feedback> {
                 .status
                 .clone()
                 .or_else(|| r.diagnostic_code.as_deref().and_then(enhanced_status));
+            // Only a permanent failure (5.x.x) says the address is gone; anything else
+            // (4.x.x after the server gave up retrying, no status at all) suppresses nothing.
             let kind = match status.as_deref().and_then(|s| s.chars().next()) {
-                Some('4') => FeedbackKind::SoftBounce,
-                _ => FeedbackKind::HardBounce,
+                Some('5') => FeedbackKind::HardBounce,
+                _ => FeedbackKind::SoftBounce,
             };
             let reason = match (&r.diagnostic_code, &status) {
                 (Some(d), _) => d.clone(),
@@ -665,6 +718,43 @@ Date: Mon, 04 Mar 2024 12:12:37 +0000\n\
         assert_eq!(report.recipients[0].action, Action::Delayed);
         assert_eq!(report.recipients[1].action, Action::Delivered);
         assert_eq!(parse(delayed.as_bytes(), NOW).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn only_a_permanent_status_is_a_hard_bounce() {
+        let with = |status: &str, diagnostic: &str| {
+            let dsn = postfix()
+                .replace("Status: 5.1.1\r\n", status)
+                .replace(
+                    "Diagnostic-Code: smtp; 550 5.1.1 <nobody@example.com>: Recipient address\r\n\x20\x20\x20\x20rejected: User unknown in virtual mailbox table\r\n",
+                    diagnostic,
+                );
+            parse(dsn.as_bytes(), NOW).unwrap()[0].kind
+        };
+        // As written: 5.1.1.
+        assert_eq!(
+            with(
+                "Status: 5.1.1\r\n",
+                "Diagnostic-Code: smtp; 550 5.1.1 gone\r\n"
+            ),
+            FeedbackKind::HardBounce
+        );
+        // No Status field: the enhanced code in the diagnostic decides.
+        assert_eq!(
+            with("", "Diagnostic-Code: smtp; 550 5.1.1 gone\r\n"),
+            FeedbackKind::HardBounce
+        );
+        assert_eq!(
+            with("", "Diagnostic-Code: smtp; 452 4.2.2 full\r\n"),
+            FeedbackKind::SoftBounce
+        );
+        // Nothing says the failure is permanent: it suppresses nothing.
+        assert_eq!(
+            with("", "Diagnostic-Code: smtp; 550 rejected\r\n"),
+            FeedbackKind::SoftBounce
+        );
+        assert_eq!(with("", ""), FeedbackKind::SoftBounce);
+        assert_eq!(with("Status: 2.0.0\r\n", ""), FeedbackKind::SoftBounce);
     }
 
     /// A non-delivery report as Exchange Online writes it: a nested multipart/alternative

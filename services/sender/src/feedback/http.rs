@@ -1,14 +1,23 @@
-//! The feedback endpoint: `POST /v1/feedback/{tenant}/{provider}` with `provider` one of
-//! `ses`, `postmark`, `sendgrid`, `mailgun`. It verifies and parses with the pure modules
-//! and leaves configuration, IO and storage to a [`FeedbackBackend`] the service provides.
+//! The feedback endpoints: `POST /v1/feedback/{tenant}/{provider}` with `provider` one of
+//! `ses`, `postmark`, `sendgrid`, `mailgun`, and `POST /v1/feedback/{tenant}/dsn`, the
+//! intake for bounce messages (RFC 3464 DSNs) that the MTA receiving the tenant's bounce
+//! address pipes to us, one raw `message/rfc822` per request. They verify and parse with
+//! the pure modules and leave configuration, IO and storage to a [`FeedbackBackend`] the
+//! service provides.
 //!
-//! Answers (providers retry on 5xx and give up on 4xx):
+//! Answers (providers retry on 5xx and give up on 4xx; the DSN pipe should defer on 5xx,
+//! 401 and 404 and drop the message on the other 4xx):
 //! - 200: verified; the feedback (possibly none) is recorded, or it was a replay of a
-//!   delivery already recorded, or an SNS subscription was confirmed;
-//! - 400: the body is not a payload of that provider;
+//!   delivery already recorded, or an SNS subscription was confirmed; `ignored` counts
+//!   pieces of feedback that changed nothing (an event seen before, a DSN naming no
+//!   message we sent to that recipient);
+//! - 400: the body is not a payload of that provider (for `dsn`: not a delivery status
+//!   report; the reason says what is wrong);
 //! - 401: missing, wrong or stale signature or credentials, an SNS topic or certificate
 //!   URL we do not trust;
 //! - 404: unknown tenant or provider, or no webhook secret configured (indistinguishable);
+//! - 413: the body is larger than [`MAX_BODY`] ([`dsn::MAX_SIZE`] for `dsn`);
+//! - 415: (`dsn`) the body is not sent as `message/rfc822`;
 //! - 500: the tenant's configured key is unusable;
 //! - 503: the backend failed (certificate fetch, subscription confirmation, storage).
 
@@ -27,13 +36,15 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::ses::{self, SesConfig, SnsOutcome};
-use super::{Feedback, FeedbackError, Origin, mailgun, postmark, sendgrid};
+use super::{Feedback, FeedbackError, Origin, dsn, mailgun, postmark, sendgrid};
 
-/// The route.
+/// The providers' webhooks.
 pub const PATH: &str = "/v1/feedback/{tenant}/{provider}";
+/// The DSN intake (a static last segment, so it wins over [`PATH`]).
+pub const DSN_PATH: &str = "/v1/feedback/{tenant}/dsn";
 
 /// Every route this module registers, as `(method, path)` (for the OpenAPI check).
-pub const ROUTES: &[(&str, &str)] = &[("POST", PATH)];
+pub const ROUTES: &[(&str, &str)] = &[("POST", PATH), ("POST", DSN_PATH)];
 
 /// Largest request body accepted (SendGrid batches many events into one POST).
 pub const MAX_BODY: usize = 8 * 1024 * 1024;
@@ -54,7 +65,9 @@ pub struct Received {
 /// What [`FeedbackBackend::record`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
-    Stored,
+    /// Stored; `ignored` pieces of feedback changed nothing (an event id seen before, a
+    /// DSN that names no message we sent to that recipient).
+    Stored { ignored: usize },
     /// The replay key was seen before; nothing was stored.
     Replay,
 }
@@ -70,11 +83,18 @@ pub trait FeedbackBackend: Send + Sync + 'static {
     /// Now, from the service's clock.
     fn now(&self) -> OffsetDateTime;
 
+    /// One more URL prefix trusted for SNS `SigningCertURL` and `SubscribeURL` (see
+    /// [`SesConfig::trusted_url_prefix`]): only ever set explicitly, for tests against a
+    /// local SNS stand-in.
+    fn sns_trusted_url_prefix(&self) -> Option<&str> {
+        None
+    }
+
     /// The PEM certificate at an SNS `SigningCertURL`, already checked with
-    /// [`ses::signing_cert_url_is_trusted`]. Fetch it over HTTPS and cache it by URL.
+    /// [`SesConfig::trusts_signing_cert_url`]. Fetch it over HTTPS and cache it by URL.
     fn sns_certificate<'a>(&'a self, url: &'a str) -> BoxFuture<'a, anyhow::Result<String>>;
 
-    /// GETs an SNS `SubscribeURL` (already checked with [`ses::subscribe_url_is_trusted`]).
+    /// GETs an SNS `SubscribeURL` (already checked with [`SesConfig::trusts_subscribe_url`]).
     fn confirm_sns_subscription<'a>(
         &'a self,
         tenant: &'a TenantId,
@@ -93,8 +113,11 @@ pub trait FeedbackBackend: Send + Sync + 'static {
 /// The feedback routes, to merge into the service's router.
 pub fn router(backend: Arc<dyn FeedbackBackend>) -> Router {
     Router::new()
-        .route(PATH, post(endpoint))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .route(PATH, post(endpoint).layer(DefaultBodyLimit::max(MAX_BODY)))
+        .route(
+            DSN_PATH,
+            post(dsn_endpoint).layer(DefaultBodyLimit::max(dsn::MAX_SIZE)),
+        )
         .with_state(backend)
 }
 
@@ -108,8 +131,19 @@ async fn endpoint(
     (answer.status, axum::Json(answer.body)).into_response()
 }
 
+async fn dsn_endpoint(
+    State(backend): State<Arc<dyn FeedbackBackend>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let answer = handle_dsn(backend.as_ref(), &tenant, &headers, &body).await;
+    (answer.status, axum::Json(answer.body)).into_response()
+}
+
 /// The status and JSON body to answer: `{"status": "recorded" | "replay" | "confirmed" |
-/// "unsubscribed", "feedback": n}` on success, `{"error": reason}` otherwise.
+/// "unsubscribed", "feedback": n}` (and `"ignored": k` when k > 0) on success,
+/// `{"error": reason}` otherwise.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
     pub status: StatusCode,
@@ -122,6 +156,14 @@ impl Answer {
             status: StatusCode::OK,
             body: json!({ "status": what, "feedback": feedback }),
         }
+    }
+
+    fn recorded(applied: usize, ignored: usize) -> Self {
+        let mut answer = Self::ok("recorded", applied);
+        if ignored > 0 {
+            answer.body["ignored"] = json!(ignored);
+        }
+        answer
     }
 
     fn error(status: StatusCode, reason: &str) -> Self {
@@ -176,11 +218,42 @@ pub async fn handle(
             feedback: d.feedback,
         }),
         Origin::Ses => return handle_sns(backend, &tenant, headers, body, &secret, now).await,
+        // Its own route: `handle_dsn`.
         Origin::Dsn => return Answer::not_found(),
     };
     match received {
         Ok(received) => record(backend, &tenant, received).await,
         Err(e) => refused(&tenant, origin, &e),
+    }
+}
+
+/// Verifies, parses and records one DSN posted to the intake; the status to answer.
+/// The secret is the tenant's `delivery.webhook_secret` for its SMTP relay.
+pub async fn handle_dsn(
+    backend: &dyn FeedbackBackend,
+    tenant: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Answer {
+    let Ok(tenant) = TenantId::parse(tenant) else {
+        return Answer::not_found();
+    };
+    let Some(secret) = backend
+        .webhook_secret(&tenant, Origin::Dsn)
+        .filter(|s| !s.trim().is_empty())
+    else {
+        return Answer::not_found();
+    };
+    match dsn::receive(headers, body, &secret, backend.now()) {
+        Ok(d) => {
+            let received = Received {
+                provider: Origin::Dsn,
+                replay_key: Some(d.replay_key),
+                feedback: d.feedback,
+            };
+            record(backend, &tenant, received).await
+        }
+        Err(e) => refused(&tenant, Origin::Dsn, &e),
     }
 }
 
@@ -196,7 +269,15 @@ async fn handle_sns(
         Ok(e) => e,
         Err(e) => return refused(tenant, Origin::Ses, &e),
     };
-    if !ses::signing_cert_url_is_trusted(&envelope.signing_cert_url) {
+    let arns: Vec<&str> = topics
+        .split([',', ' ', '\n', '\t'])
+        .filter(|s| !s.is_empty())
+        .collect();
+    let config = SesConfig {
+        trusted_url_prefix: backend.sns_trusted_url_prefix(),
+        ..SesConfig::new(&arns)
+    };
+    if !config.trusts_signing_cert_url(&envelope.signing_cert_url) {
         let e = FeedbackError::UntrustedCertificate(
             "signing certificate url is not an sns endpoint".to_owned(),
         );
@@ -209,11 +290,7 @@ async fn handle_sns(
             return Answer::unavailable();
         }
     };
-    let arns: Vec<&str> = topics
-        .split([',', ' ', '\n', '\t'])
-        .filter(|s| !s.is_empty())
-        .collect();
-    match ses::parse(headers, body, &pem, &SesConfig::new(&arns), now) {
+    match ses::parse(headers, body, &pem, &config, now) {
         Ok(SnsOutcome::Feedback {
             sns_message_id,
             feedback,
@@ -256,11 +333,15 @@ async fn record(backend: &dyn FeedbackBackend, tenant: &TenantId, received: Rece
     let kinds: Vec<&'static str> = received.feedback.iter().map(|f| f.kind.as_str()).collect();
     let count = kinds.len();
     match backend.record(tenant, received).await {
-        Ok(Recorded::Stored) => {
+        Ok(Recorded::Stored { ignored }) => {
             for kind in kinds {
                 metrics::counter!("sender_feedback_total", "provider" => provider.as_str(), "kind" => kind).increment(1);
             }
-            Answer::ok("recorded", count)
+            if ignored > 0 {
+                metrics::counter!("sender_feedback_ignored_total", "provider" => provider.as_str())
+                    .increment(ignored as u64);
+            }
+            Answer::recorded(count.saturating_sub(ignored), ignored)
         }
         Ok(Recorded::Replay) => {
             tracing::info!(tenant = %tenant, provider = %provider, "ignored a replayed feedback delivery");
@@ -296,6 +377,7 @@ pub fn status_for(e: &FeedbackError) -> StatusCode {
         | FeedbackError::UntrustedCertificate(_)
         | FeedbackError::TopicNotAllowed => StatusCode::UNAUTHORIZED,
         FeedbackError::MalformedJson(_) | FeedbackError::Invalid(_) => StatusCode::BAD_REQUEST,
+        FeedbackError::MediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
     }
 }
 
@@ -326,6 +408,7 @@ mod tests {
                 ("shop", Origin::Ses) => {
                     Some("arn:aws:sns:us-east-1:123456789012:ses-feedback".to_owned())
                 }
+                ("shop", Origin::Dsn) => Some("pipe-secret".to_owned()),
                 _ => None,
             }
         }
@@ -364,7 +447,7 @@ mod tests {
                     return Ok(Recorded::Replay);
                 }
                 recorded.push((tenant.clone(), received));
-                Ok(Recorded::Stored)
+                Ok(Recorded::Stored { ignored: 0 })
             })
         }
     }
@@ -527,6 +610,164 @@ mod tests {
         );
     }
 
+    /// A Postfix-style DSN: one recipient failed with `status`, our message's headers returned.
+    fn dsn(action: &str, status: &str) -> String {
+        format!(
+            "From: MAILER-DAEMON@mail.shop.example (Mail Delivery System)\r\n\
+Subject: Undelivered Mail Returned to Sender\r\n\
+To: bounces@bounce.shop.example\r\n\
+Message-Id: <20240304121239.AAAA@mail.shop.example>\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"b1\"\r\n\
+\r\n\
+--b1\r\n\
+Content-Type: text/plain\r\n\
+\r\n\
+I'm sorry to have to inform you that your message could not be delivered.\r\n\
+--b1\r\n\
+Content-Type: message/delivery-status\r\n\
+\r\n\
+Reporting-MTA: dns; mail.shop.example\r\n\
+\r\n\
+Final-Recipient: rfc822; gone@example.com\r\n\
+Action: {action}\r\n\
+Status: {status}\r\n\
+Diagnostic-Code: smtp; 550 {status} user unknown\r\n\
+\r\n\
+--b1\r\n\
+Content-Type: text/rfc822-headers\r\n\
+\r\n\
+X-Postflow-Message-Id: m_0123456789abcdef0123456789abcdef\r\n\
+To: gone@example.com\r\n\
+\r\n\
+--b1--\r\n"
+        )
+    }
+
+    fn pipe(password: &str, content_type: &str) -> HeaderMap {
+        let mut h = basic(password);
+        h.insert("content-type", content_type.parse().unwrap());
+        h
+    }
+
+    #[tokio::test]
+    async fn a_dsn_is_verified_parsed_and_recorded_once() {
+        let fake = Fake::default();
+        let body = dsn("failed", "5.1.1");
+        let headers = pipe("pipe-secret", "message/rfc822");
+        let first = handle_dsn(&fake, "shop", &headers, body.as_bytes()).await;
+        assert_eq!(
+            (first.status, first.body),
+            (
+                StatusCode::OK,
+                serde_json::json!({"status": "recorded", "feedback": 1})
+            )
+        );
+        let again = handle_dsn(&fake, "shop", &headers, body.as_bytes()).await;
+        assert_eq!(
+            again.body,
+            serde_json::json!({"status": "replay", "feedback": 0})
+        );
+        let recorded = fake.recorded.lock().unwrap();
+        assert_eq!(recorded.len(), 1);
+        let r = &recorded[0].1;
+        assert_eq!(r.provider, Origin::Dsn);
+        assert_eq!(
+            r.replay_key.as_deref(),
+            Some("message-id:<20240304121239.AAAA@mail.shop.example>")
+        );
+        assert_eq!(r.feedback[0].kind, FeedbackKind::HardBounce);
+        assert_eq!(
+            r.feedback[0].message_id.as_ref().map(|m| m.as_str()),
+            Some("m_0123456789abcdef0123456789abcdef")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dsn_without_message_id_is_keyed_by_its_bytes_and_delays_are_nothing() {
+        let fake = Fake::default();
+        let headers = pipe("pipe-secret", "Message/RFC822; charset=us-ascii");
+        let body = dsn("failed", "5.1.1").replace(
+            "Message-Id: <20240304121239.AAAA@mail.shop.example>\r\n",
+            "",
+        );
+        let answer = handle_dsn(&fake, "shop", &headers, body.as_bytes()).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        let delayed = dsn("delayed", "4.4.1");
+        let answer = handle_dsn(&fake, "shop", &headers, delayed.as_bytes()).await;
+        assert_eq!(
+            answer.body,
+            serde_json::json!({"status": "recorded", "feedback": 0})
+        );
+        let recorded = fake.recorded.lock().unwrap();
+        let key = recorded[0].1.replay_key.clone().unwrap();
+        assert!(
+            key.starts_with("sha256:") && key.len() == "sha256:".len() + 64,
+            "{key}"
+        );
+        assert!(recorded[1].1.feedback.is_empty());
+    }
+
+    #[tokio::test]
+    async fn bad_dsn_posts_are_refused_with_a_reason() {
+        let fake = Fake::default();
+        let body = dsn("failed", "5.1.1");
+        let b = body.as_bytes();
+        let cases = [
+            (
+                "shop",
+                pipe("guessed", "message/rfc822"),
+                b,
+                StatusCode::UNAUTHORIZED,
+                "bad signature",
+            ),
+            (
+                "shop",
+                HeaderMap::new(),
+                b,
+                StatusCode::UNAUTHORIZED,
+                "missing signature",
+            ),
+            (
+                "shop",
+                pipe("pipe-secret", "application/x-www-form-urlencoded"),
+                b,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "content-type must be message/rfc822",
+            ),
+            (
+                "shop",
+                basic("pipe-secret"),
+                b,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "content-type must be message/rfc822",
+            ),
+            (
+                "shop",
+                pipe("pipe-secret", "message/rfc822"),
+                &b"From: a@example.com\r\nSubject: out of office\r\n\r\nback monday\r\n"[..],
+                StatusCode::BAD_REQUEST,
+                "invalid payload: not a multipart message",
+            ),
+            (
+                "other",
+                pipe("pipe-secret", "message/rfc822"),
+                b,
+                StatusCode::NOT_FOUND,
+                "unknown tenant or provider",
+            ),
+        ];
+        for (tenant, headers, body, status, reason) in cases {
+            let answer = handle_dsn(&fake, tenant, &headers, body).await;
+            assert_eq!(
+                (answer.status, answer.body),
+                (status, serde_json::json!({ "error": reason })),
+                "{reason}"
+            );
+        }
+        assert!(fake.recorded.lock().unwrap().is_empty());
+    }
+
     #[tokio::test]
     async fn the_router_serves_the_path() {
         let fake = Arc::new(Fake::default());
@@ -558,6 +799,65 @@ mod tests {
             body,
             serde_json::json!({"status": "recorded", "feedback": 1})
         );
+        assert_eq!(fake.recorded.lock().unwrap().len(), 1);
+    }
+
+    /// One request over a socket to the router; the raw response.
+    async fn exchange(app: Router, head: &str, body: &[u8]) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let request = format!(
+            "{head}\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let exchange = async {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream.write_all(request.as_bytes()).await.unwrap();
+            // The server may answer 413 before reading the whole body.
+            let _ = stream.write_all(body).await;
+            let mut response = Vec::new();
+            let _ = stream.read_to_end(&mut response).await;
+            String::from_utf8_lossy(&response).into_owned()
+        };
+        let response = tokio::time::timeout(std::time::Duration::from_secs(30), exchange)
+            .await
+            .unwrap();
+        server.abort();
+        response
+    }
+
+    #[tokio::test]
+    async fn the_router_serves_the_dsn_intake_with_its_own_size_limit() {
+        let fake = Arc::new(Fake::default());
+        let auth = STANDARD.encode("postflow:pipe-secret");
+        let head = format!(
+            "POST /v1/feedback/shop/dsn HTTP/1.1\r\nAuthorization: Basic {auth}\r\nContent-Type: message/rfc822"
+        );
+        let body = dsn("failed", "5.1.1");
+        let json = |response: &str| -> serde_json::Value {
+            let (_, body) = response.split_once("\r\n\r\n").unwrap();
+            serde_json::from_str(body).unwrap()
+        };
+        let response = exchange(router(fake.clone()), &head, body.as_bytes()).await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert_eq!(
+            json(&response),
+            serde_json::json!({"status": "recorded", "feedback": 1})
+        );
+        assert_eq!(fake.recorded.lock().unwrap()[0].1.provider, Origin::Dsn);
+
+        // Larger than a provider webhook may be, within the DSN limit: read and parsed (the
+        // same DSN with trailing bytes after its end, so a replay).
+        let big = format!("{body}{}", "x".repeat(MAX_BODY));
+        let response = exchange(router(fake.clone()), &head, big.as_bytes()).await;
+        assert_eq!(
+            json(&response),
+            serde_json::json!({"status": "replay", "feedback": 0})
+        );
+        let too_big = vec![b'x'; dsn::MAX_SIZE + 1];
+        let response = exchange(router(fake.clone()), &head, &too_big).await;
+        assert!(response.starts_with("HTTP/1.1 413"), "{response}");
         assert_eq!(fake.recorded.lock().unwrap().len(), 1);
     }
 }

@@ -10,7 +10,7 @@
 //! | [`postmark`] | Postmark bounce, spam-complaint and subscription-change webhooks | HTTP basic auth password, constant time |
 //! | [`sendgrid`] | SendGrid Event Webhook | ECDSA P-256 over `timestamp + body`, timestamp window |
 //! | [`mailgun`] | Mailgun webhooks | HMAC-SHA256 of `timestamp + token`, timestamp window, token for replay refusal |
-//! | [`dsn`] | RFC 3464 delivery status notifications received by mail | none (authenticity is the bounce address's business) |
+//! | [`dsn`] | RFC 3464 delivery status notifications received by mail at the bounce address and piped to the sender | HTTP basic auth password for the pipe, constant time; the DSN itself is unauthenticated, so it only counts when it names a message in the send log |
 //!
 //! Our message id travels with every message so feedback can be tied back to it: as the
 //! header [`MESSAGE_ID_HEADER`] and as the provider's metadata field named
@@ -95,7 +95,7 @@ pub enum Origin {
 }
 
 impl Origin {
-    /// Also the `{provider}` segment of the webhook URL (except [`Origin::Dsn`]).
+    /// Also the last segment of the feedback URL (`dsn` has its own route).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ses => "ses",
@@ -180,6 +180,9 @@ pub enum FeedbackError {
     /// The body is well-formed but not a payload we accept.
     #[error("invalid payload: {0}")]
     Invalid(String),
+    /// The request's `Content-Type` is not the one named.
+    #[error("content-type must be {0}")]
+    MediaType(&'static str),
 }
 
 /// Request headers as a parser sees them. Names are matched case-insensitively.
@@ -217,6 +220,36 @@ impl Headers for axum::http::HeaderMap {
 /// The header `name`, trimmed, if present and not blank.
 pub(crate) fn header<'h, H: Headers + ?Sized>(headers: &'h H, name: &str) -> Option<&'h str> {
     headers.get(name).map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// Checks `Authorization: Basic base64(user:password)` against `password`, in constant
+/// time; the user name is not checked.
+pub(crate) fn basic_auth_matches<H: Headers + ?Sized>(
+    headers: &H,
+    password: &str,
+) -> Result<(), FeedbackError> {
+    use base64::Engine as _;
+    if password.is_empty() {
+        return Err(FeedbackError::NotConfigured);
+    }
+    let auth = header(headers, "authorization").ok_or(FeedbackError::MissingSignature)?;
+    let (scheme, credentials) = auth.split_once(' ').ok_or(FeedbackError::BadSignature)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(FeedbackError::BadSignature);
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(credentials.trim())
+        .map_err(|_| FeedbackError::BadSignature)?;
+    // RFC 7617: the user id cannot contain a colon; the password can.
+    let presented = match decoded.iter().position(|&b| b == b':') {
+        Some(i) => decoded.get(i + 1..).unwrap_or_default(),
+        None => return Err(FeedbackError::BadSignature),
+    };
+    if constant_time_eq(presented, password.as_bytes()) {
+        Ok(())
+    } else {
+        Err(FeedbackError::BadSignature)
+    }
 }
 
 /// Our message id from a header or metadata value: `m_…` itself, or a `Message-ID`

@@ -23,39 +23,17 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::{
-    Feedback, FeedbackError, FeedbackKind, Headers, MESSAGE_ID_FIELD, Origin, clean_reason,
-    constant_time_eq, enhanced_status, header, json_error, message_id_from, recipient, rfc3339,
+    Feedback, FeedbackError, FeedbackKind, Headers, MESSAGE_ID_FIELD, Origin, basic_auth_matches,
+    clean_reason, enhanced_status, json_error, message_id_from, recipient, rfc3339,
 };
 
 /// Checks `Authorization: Basic base64(user:password)` against the configured password.
 pub fn verify<H: Headers + ?Sized>(headers: &H, password: &str) -> Result<(), FeedbackError> {
-    if password.is_empty() {
-        return Err(FeedbackError::NotConfigured);
-    }
-    let auth = header(headers, "authorization").ok_or(FeedbackError::MissingSignature)?;
-    let (scheme, credentials) = auth.split_once(' ').ok_or(FeedbackError::BadSignature)?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(FeedbackError::BadSignature);
-    }
-    let decoded = STANDARD
-        .decode(credentials.trim())
-        .map_err(|_| FeedbackError::BadSignature)?;
-    // RFC 7617: the user id cannot contain a colon; the password can.
-    let presented = match decoded.iter().position(|&b| b == b':') {
-        Some(i) => decoded.get(i + 1..).unwrap_or_default(),
-        None => return Err(FeedbackError::BadSignature),
-    };
-    if constant_time_eq(presented, password.as_bytes()) {
-        Ok(())
-    } else {
-        Err(FeedbackError::BadSignature)
-    }
+    basic_auth_matches(headers, password)
 }
 
 /// Verifies and reads one Postmark webhook delivery. `now` is the fallback time.
@@ -162,6 +140,8 @@ struct Record {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
     use time::macros::datetime;
 
     const NOW: OffsetDateTime = datetime!(2019-11-05 17:00 UTC);

@@ -6,8 +6,8 @@
 //! by `SigningCertURL`; fetching it is IO and so the caller's job:
 //!
 //! 1. [`envelope`] reads the (still untrusted) message and gives `SigningCertURL`;
-//! 2. the caller checks it with [`signing_cert_url_is_trusted`], fetches the PEM over
-//!    HTTPS (and caches it by URL);
+//! 2. the caller checks it with [`SesConfig::trusts_signing_cert_url`], fetches the PEM
+//!    over HTTPS (and caches it by URL);
 //! 3. [`parse`] verifies the signature with that certificate (valid at `now`), checks the
 //!    topic against the tenant's allow-list and the message's age, and returns an
 //!    [`SnsOutcome`]. A subscription confirmation yields the `SubscribeURL` the caller
@@ -15,6 +15,10 @@
 //!
 //! The topic allow-list matters: any AWS account can make SNS sign a message, so a
 //! valid signature alone says nothing about whose SES account sent it.
+//!
+//! Only SNS's own endpoints are trusted for `SigningCertURL` and `SubscribeURL`, unless
+//! [`SesConfig::trusted_url_prefix`] names one more (a local SNS stand-in in tests, set by
+//! the sender's `insecure_sns_url_prefix`); nothing else widens the check.
 //!
 //! Our message id is read, in order, from the SES message tag
 //! [`MESSAGE_ID_FIELD`](super::MESSAGE_ID_FIELD) (`mail.tags`, present with configuration
@@ -49,6 +53,10 @@ pub struct SesConfig<'a> {
     pub topic_arns: &'a [&'a str],
     /// Oldest `Timestamp` accepted.
     pub max_age: Duration,
+    /// One more URL prefix trusted for `SigningCertURL` and `SubscribeURL` besides SNS's
+    /// endpoints, e.g. `http://127.0.0.1:4080/sns/`. For tests against a local SNS
+    /// stand-in only; `None` (the default) trusts SNS alone.
+    pub trusted_url_prefix: Option<&'a str>,
 }
 
 impl<'a> SesConfig<'a> {
@@ -56,7 +64,47 @@ impl<'a> SesConfig<'a> {
         Self {
             topic_arns,
             max_age: DEFAULT_MAX_AGE,
+            trusted_url_prefix: None,
         }
+    }
+
+    /// Whether `url` may be fetched as the signing certificate: an SNS endpoint (see
+    /// [`signing_cert_url_is_trusted`]) or a URL under the configured override.
+    pub fn trusts_signing_cert_url(&self, url: &str) -> bool {
+        signing_cert_url_is_trusted(url) || self.under_override(url)
+    }
+
+    /// Whether a `SubscribeURL` may be fetched: an SNS endpoint (see
+    /// [`subscribe_url_is_trusted`]) or a URL under the configured override.
+    pub fn trusts_subscribe_url(&self, url: &str) -> bool {
+        subscribe_url_is_trusted(url) || self.under_override(url)
+    }
+
+    fn under_override(&self, url: &str) -> bool {
+        self.trusted_url_prefix.is_some_and(|prefix| {
+            url_prefix_is_usable(prefix)
+                && url.starts_with(prefix)
+                && !url.contains("/../")
+                && !url
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+        })
+    }
+}
+
+/// Whether `prefix` can serve as [`SesConfig::trusted_url_prefix`]: `http://` or
+/// `https://`, a host, and a path ending in `/` (so that `http://127.0.0.1:1/` cannot be
+/// extended into `http://127.0.0.1:10/` or `http://127.0.0.1:1.evil.example/`).
+pub fn url_prefix_is_usable(prefix: &str) -> bool {
+    let Some(rest) = prefix
+        .strip_prefix("https://")
+        .or_else(|| prefix.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    match rest.split_once('/') {
+        Some((host, _)) => !host.is_empty() && !host.contains('@') && prefix.ends_with('/'),
+        None => false,
     }
 }
 
@@ -93,7 +141,7 @@ pub enum SnsOutcome {
         feedback: Vec<Feedback>,
     },
     /// SNS asks us to confirm the subscription: GET `subscribe_url` (already checked with
-    /// [`subscribe_url_is_trusted`]).
+    /// [`SesConfig::trusts_subscribe_url`]).
     ConfirmSubscription {
         topic_arn: String,
         subscribe_url: String,
@@ -207,9 +255,14 @@ pub fn canonical_string(m: &SnsEnvelope) -> Result<String, FeedbackError> {
 }
 
 /// Checks the message's signature with `cert_pem` (the certificate at its
-/// `SigningCertURL`, which must be trusted and valid at `now`).
-pub fn verify(m: &SnsEnvelope, cert_pem: &str, now: OffsetDateTime) -> Result<(), FeedbackError> {
-    if !signing_cert_url_is_trusted(&m.signing_cert_url) {
+/// `SigningCertURL`, which must be trusted by `config` and valid at `now`).
+pub fn verify(
+    m: &SnsEnvelope,
+    cert_pem: &str,
+    config: &SesConfig<'_>,
+    now: OffsetDateTime,
+) -> Result<(), FeedbackError> {
+    if !config.trusts_signing_cert_url(&m.signing_cert_url) {
         return Err(FeedbackError::UntrustedCertificate(
             "signing certificate url is not an sns endpoint".to_owned(),
         ));
@@ -258,7 +311,7 @@ pub fn parse<H: Headers + ?Sized>(
             "x-amz-sns-message-type does not match the message".to_owned(),
         ));
     }
-    verify(&m, cert_pem, now)?;
+    verify(&m, cert_pem, config, now)?;
     if !config
         .topic_arns
         .iter()
@@ -274,7 +327,7 @@ pub fn parse<H: Headers + ?Sized>(
     match m.kind.as_str() {
         "SubscriptionConfirmation" => {
             let url = m.subscribe_url.unwrap_or_default();
-            if !subscribe_url_is_trusted(&url) {
+            if !config.trusts_subscribe_url(&url) {
                 return Err(FeedbackError::Invalid(
                     "subscribe url is not an sns endpoint".to_owned(),
                 ));
@@ -927,6 +980,76 @@ mod tests {
             ),
             Err(FeedbackError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn only_an_explicit_override_widens_the_trusted_urls() {
+        let s = signer();
+        let local = "http://127.0.0.1:4080/sns/cert.pem";
+        let mut m = notification_envelope(&bounce_message(), "2");
+        m.signing_cert_url = local.to_owned();
+        s.sign(&mut m);
+        // The default trusts SNS alone.
+        assert!(matches!(
+            parse(
+                &HEADERS,
+                &body(&m),
+                &s.cert_pem,
+                &SesConfig::new(&[TOPIC]),
+                NOW
+            ),
+            Err(FeedbackError::UntrustedCertificate(_))
+        ));
+        let with = |prefix: &'static str| SesConfig {
+            trusted_url_prefix: Some(prefix),
+            ..SesConfig::new(&[TOPIC])
+        };
+        assert!(
+            parse(
+                &HEADERS,
+                &body(&m),
+                &s.cert_pem,
+                &with("http://127.0.0.1:4080/sns/"),
+                NOW
+            )
+            .is_ok()
+        );
+        assert!(
+            with("http://127.0.0.1:4080/sns/")
+                .trusts_subscribe_url("http://127.0.0.1:4080/sns/confirm?Token=x")
+        );
+        // SNS stays trusted beside the override.
+        assert!(with("http://127.0.0.1:4080/sns/").trusts_signing_cert_url(CERT_URL));
+        for (prefix, url) in [
+            (
+                "http://127.0.0.1:4080/sns/",
+                "http://127.0.0.1:4080/other/cert.pem",
+            ),
+            (
+                "http://127.0.0.1:4080/sns/",
+                "http://127.0.0.1:4080/sns/../cert.pem",
+            ),
+            (
+                "http://127.0.0.1:4080/sns/",
+                "http://127.0.0.1:4080/sns/ cert.pem",
+            ),
+            // Unusable prefixes trust nothing: no path, no trailing slash, no scheme, a user.
+            ("http://127.0.0.1:4080", "http://127.0.0.1:40801/cert.pem"),
+            (
+                "http://127.0.0.1:4080/sns",
+                "http://127.0.0.1:4080/sns.evil/cert.pem",
+            ),
+            ("127.0.0.1:4080/", "127.0.0.1:4080/cert.pem"),
+            (
+                "http://a@127.0.0.1:4080/",
+                "http://a@127.0.0.1:4080/cert.pem",
+            ),
+            ("", "https://attacker.example/x.pem"),
+        ] {
+            let config = with(prefix);
+            assert!(!config.trusts_signing_cert_url(url), "{prefix} {url}");
+            assert!(!config.trusts_subscribe_url(url), "{prefix} {url}");
+        }
     }
 
     #[test]
