@@ -88,7 +88,7 @@ db() { echo "POSTFLOW_DATABASE__URL=postgres://postgres@127.0.0.1:$PG_PORT/$1"; 
 TENANTS="POSTFLOW_TENANTS_DIR=$ROOT/deploy/local/tenants"
 
 echo "==> starting the six services"
-start tracker "$TRACKER_PORT" "$(db tracker)" "POSTFLOW_TRACKING__SIGNING_KEY=$KEY"
+start tracker "$TRACKER_PORT" "$(db tracker)" "$TENANTS" "POSTFLOW_TRACKING__SIGNING_KEY=$KEY"
 start segmenter 8082 "$(db segmenter)"
 start scheduler 8083 "$(db scheduler)" "$TENANTS"
 start renderer 8084 "$TENANTS" "POSTFLOW_TRACKING__SIGNING_KEY=$KEY" \

@@ -162,6 +162,7 @@ impl Stack {
                     signing_key: SecretString::from(SIGNING_KEY),
                     relay_interval: Duration::from_millis(200),
                 },
+                tenants_dir: tenants_dir(),
                 ..Default::default()
             };
             let app = tracker::Application::build(s).await.expect("tracker");

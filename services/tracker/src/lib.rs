@@ -1,28 +1,38 @@
-//! Tracker: serves the open pixel, the click redirect and the one-click unsubscribe
-//! (RFC 8058), records every hit in its own database and announces it on the bus.
+//! Tracker: serves the open pixel, the click redirect, the one-click unsubscribe
+//! (RFC 8058) and the preferences page, records every hit in its own database and
+//! announces it on the bus.
 //!
 //! Invariants:
 //! - it redirects only to a URL carried inside a token it can verify: no open redirect;
 //! - a hit row and its event are one unit: rows are the outbox, and the relay publishes
 //!   every row not yet published (event id derived from the row id), so a crash between
 //!   the two only delays the event;
-//! - GET never unsubscribes (link scanners follow GETs); only POST does.
+//! - GET never changes a choice (link scanners follow GETs); only POST does;
+//! - the preferences page answers from the tracker's own `preferences` table, fed by its
+//!   own changes and by the unsubscribe and resubscribe events (see [`preferences`]).
+//!
+//! It reads the tenants directory for each tenant's name, default locale and marketing
+//! topics (the page's checkboxes).
 
+mod choices;
 mod classify;
+mod page;
+mod preferences;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use bus::{Bus, BusSettings, ConsumerSpec, Delivery, Feed, HandleError, Handler};
 use contracts::{
-    EmailAddress, EmailClicked, EmailOpened, EmailUnsubscribed, Envelope, Event, EventKind, MessageId, Source,
-    TenantId,
+    EmailAddress, EmailClicked, EmailOpened, EmailResubscribed, EmailTopicUnsubscribed, EmailUnsubscribed, Envelope,
+    Event, EventKind, MessageId, Source, TenantId,
 };
 use kit::db::DbSettings;
 use kit::http::Readiness;
@@ -33,6 +43,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use sqlx::{PgPool, Row};
 use telemetry::TelemetrySettings;
+use tenancy::Tenants;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -48,6 +59,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/c/{token}"),
     ("GET", "/u/{token}"),
     ("POST", "/u/{token}"),
+    ("GET", "/p/{token}"),
+    ("POST", "/p/{token}"),
 ];
 
 /// A 43-byte transparent 1×1 GIF.
@@ -66,6 +79,9 @@ pub struct Settings {
     pub nats: BusSettings,
     pub database: DbSettings,
     pub tracking: TrackingSettings,
+    /// The tenants directory (the one the renderer reads): each tenant's name, locale and
+    /// marketing topics for the preferences page.
+    pub tenants_dir: PathBuf,
     pub shutdown: ShutdownSettings,
     pub telemetry: TelemetrySettings,
 }
@@ -93,6 +109,7 @@ impl Default for Settings {
             nats: BusSettings::default(),
             database: DbSettings::new("postgres://postgres@127.0.0.1:5432/tracker"),
             tracking: TrackingSettings::default(),
+            tenants_dir: "tenants".into(),
             shutdown: ShutdownSettings::default(),
             telemetry: TelemetrySettings::default(),
         }
@@ -103,6 +120,7 @@ struct Tracker {
     pool: PgPool,
     bus: Bus,
     signer: Signer,
+    tenants: Tenants,
     clock: Arc<dyn Clock>,
     relay: Notify,
     writes: mpsc::Sender<(HitRow, oneshot::Sender<Result<(), String>>)>,
@@ -115,8 +133,6 @@ struct HitRow {
     message_id: String,
     kind: &'static str,
     url: Option<String>,
-    email: Option<String>,
-    method: Option<&'static str>,
     user_agent: Option<String>,
     machine: bool,
     occurred_at: time::OffsetDateTime,
@@ -137,13 +153,15 @@ impl Application {
     }
 
     pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        // Tenant config first: a bad one stops the start before anything connects.
+        let tenants = Tenants::load_dir(&settings.tenants_dir).map_err(|e| anyhow::anyhow!("tenant config is invalid:\n{e}"))?;
         let pool = kit::db::connect(&settings.database, &MIGRATOR).await?;
         let bus = Bus::connect(&settings.nats, "tracker").await?;
         bus.ensure_topology().await?;
         let listener = TcpListener::bind(settings.http.addr).await?;
         let signer = Signer::new(settings.tracking.signing_key.clone());
         let (tx, writes) = mpsc::channel(4096);
-        let tracker = Arc::new(Tracker { pool, bus, signer, clock, relay: Notify::new(), writes: tx });
+        let tracker = Arc::new(Tracker { pool, bus, signer, tenants, clock, relay: Notify::new(), writes: tx });
         Ok(Self { listener, tracker, writes, settings })
     }
 
@@ -155,10 +173,18 @@ impl Application {
         let mut sup = Supervisor::new("tracker");
         let stop = sup.stop_token();
         let drain = self.settings.shutdown.drain_timeout;
-        let t = self.tracker.clone();
-        let spec = ConsumerSpec::new("tracker", Feed::Events(EventKind::EmailSent), 16);
-        let (bus, s) = (t.bus.clone(), stop.clone());
-        sup.spawn(spec.durable_name(), async move { bus.run_consumer::<Envelope, _>(spec, t, s, drain).await });
+        // What was sent, and every change of choice (for the preferences page).
+        for (kind, concurrency) in [
+            (EventKind::EmailSent, 16),
+            (EventKind::EmailUnsubscribed, 4),
+            (EventKind::EmailTopicUnsubscribed, 4),
+            (EventKind::EmailResubscribed, 4),
+        ] {
+            let t = self.tracker.clone();
+            let spec = ConsumerSpec::new("tracker", Feed::Events(kind), concurrency);
+            let (bus, s) = (t.bus.clone(), stop.clone());
+            sup.spawn(spec.durable_name(), async move { bus.run_consumer::<Envelope, _>(spec, t, s, drain).await });
+        }
         let (t, every, s) = (self.tracker.clone(), self.settings.tracking.relay_interval, stop.clone());
         sup.spawn("relay", async move { t.run_relay(every, s).await });
         let (t, s) = (self.tracker.clone(), stop.clone());
@@ -166,7 +192,8 @@ impl Application {
         let router = Router::new()
             .route("/o/{token}", get(open))
             .route("/c/{token}", get(click))
-            .route("/u/{token}", get(unsubscribe_page).post(unsubscribe))
+            .route("/u/{token}", get(preferences::unsubscribe_page).post(preferences::unsubscribe))
+            .route("/p/{token}", get(preferences::preferences_page).post(preferences::save_preferences))
             .with_state(self.tracker.clone())
             .merge(kit::http::ops_router(Readiness {
                 bus: Some(self.tracker.bus.clone()),
@@ -180,13 +207,12 @@ impl Application {
     }
 }
 
-/// A hit about to be recorded.
+/// An open or a click about to be recorded (changes of choice are recorded by
+/// [`preferences`], one transaction per recipient).
 struct Hit<'a> {
     claims: &'a Claims,
     kind: &'static str,
     url: Option<&'a str>,
-    email: Option<&'a EmailAddress>,
-    method: Option<&'static str>,
     user_agent: Option<&'a str>,
     machine: bool,
 }
@@ -200,8 +226,6 @@ impl Tracker {
             message_id: hit.claims.message_id.as_str().to_owned(),
             kind: hit.kind,
             url: hit.url.map(str::to_owned),
-            email: hit.email.map(|e| e.as_str().to_owned()),
-            method: hit.method,
             user_agent: hit.user_agent.map(|u| u.chars().take(512).collect()),
             machine: hit.machine,
             occurred_at: self.clock.now(),
@@ -252,9 +276,9 @@ impl Tracker {
     async fn insert_batch(&self, batch: &[Write]) -> Result<(), sqlx::Error> {
         let rows = batch.iter().map(|(r, _)| r);
         sqlx::query(
-            "insert into hits (id, tenant, message_id, kind, url, email, method, user_agent, machine, occurred_at)
+            "insert into hits (id, tenant, message_id, kind, url, user_agent, machine, occurred_at)
              select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                                  $7::text[], $8::text[], $9::bool[], $10::timestamptz[])
+                                  $7::bool[], $8::timestamptz[])
              on conflict do nothing",
         )
         .bind(rows.clone().map(|r| r.id).collect::<Vec<_>>())
@@ -262,8 +286,6 @@ impl Tracker {
         .bind(rows.clone().map(|r| r.message_id.clone()).collect::<Vec<_>>())
         .bind(rows.clone().map(|r| r.kind).collect::<Vec<_>>())
         .bind(rows.clone().map(|r| r.url.clone()).collect::<Vec<_>>())
-        .bind(rows.clone().map(|r| r.email.clone()).collect::<Vec<_>>())
-        .bind(rows.clone().map(|r| r.method).collect::<Vec<_>>())
         .bind(rows.clone().map(|r| r.user_agent.clone()).collect::<Vec<_>>())
         .bind(rows.clone().map(|r| r.machine).collect::<Vec<_>>())
         .bind(rows.map(|r| r.occurred_at).collect::<Vec<_>>())
@@ -298,7 +320,7 @@ impl Tracker {
     async fn relay_batch(&self) -> anyhow::Result<usize> {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(
-            "select id, tenant, message_id, kind, url, email, method, user_agent, machine, occurred_at
+            "select id, tenant, message_id, kind, url, email, method, topic, user_agent, machine, occurred_at
              from hits where published_at is null order by occurred_at limit 256 for update skip locked",
         )
         .fetch_all(&mut *tx)
@@ -333,6 +355,9 @@ fn hit_event(row: &sqlx::postgres::PgRow) -> anyhow::Result<Envelope> {
     let kind: String = row.try_get("kind")?;
     let user_agent: Option<String> = row.try_get("user_agent")?;
     let machine: bool = row.try_get("machine")?;
+    let recipient = || anyhow::Ok(EmailAddress::parse(&row.try_get::<Option<String>, _>("email")?.unwrap_or_default())?);
+    let method = || anyhow::Ok(row.try_get::<Option<String>, _>("method")?.unwrap_or_else(|| "link".into()));
+    let topic = || anyhow::Ok(row.try_get::<Option<String>, _>("topic")?);
     let event = match kind.as_str() {
         "open" => Event::EmailOpened(EmailOpened { message_id: message_id.clone(), machine, user_agent }),
         "click" => Event::EmailClicked(EmailClicked {
@@ -343,8 +368,20 @@ fn hit_event(row: &sqlx::postgres::PgRow) -> anyhow::Result<Envelope> {
         }),
         "unsubscribe" => Event::EmailUnsubscribed(EmailUnsubscribed {
             message_id: message_id.clone(),
-            recipient: EmailAddress::parse(&row.try_get::<Option<String>, _>("email")?.unwrap_or_default())?,
-            method: row.try_get::<Option<String>, _>("method")?.unwrap_or_else(|| "link".into()),
+            recipient: recipient()?,
+            method: method()?,
+        }),
+        "topic_unsubscribe" => Event::EmailTopicUnsubscribed(EmailTopicUnsubscribed {
+            message_id: message_id.clone(),
+            recipient: recipient()?,
+            topic: topic()?.ok_or_else(|| anyhow::anyhow!("topic_unsubscribe hit without a topic"))?,
+            method: method()?,
+        }),
+        "resubscribe" => Event::EmailResubscribed(EmailResubscribed {
+            message_id: message_id.clone(),
+            recipient: recipient()?,
+            topic: topic()?,
+            method: method()?,
         }),
         other => anyhow::bail!("unknown hit kind {other}"),
     };
@@ -355,7 +392,7 @@ fn hit_event(row: &sqlx::postgres::PgRow) -> anyhow::Result<Envelope> {
 impl Handler<Envelope> for Tracker {
     async fn handle(&self, d: Delivery<Envelope>) -> Result<(), HandleError> {
         let env = d.body;
-        let Event::EmailSent(sent) = &env.event else { return Ok(()) };
+        let Event::EmailSent(sent) = &env.event else { return self.apply_choice_event(&env).await };
         sqlx::query(
             "insert into messages (tenant, message_id, recipient, template, flow, lane, sent_at)
              values ($1, $2, $3, $4, $5, $6, $7) on conflict do nothing",
@@ -382,11 +419,6 @@ fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "not found").into_response()
 }
 
-fn unavailable(e: &str) -> Response {
-    tracing::warn!(error = %e, "unsubscribe not recorded");
-    (StatusCode::SERVICE_UNAVAILABLE, "try again later").into_response()
-}
-
 async fn open(State(t): State<Arc<Tracker>>, Path(token): Path<String>, headers: HeaderMap) -> Response {
     let token = token.strip_suffix(".gif").unwrap_or(&token);
     // A pixel always answers with the image, even for a bad token: mail clients show
@@ -394,7 +426,7 @@ async fn open(State(t): State<Arc<Tracker>>, Path(token): Path<String>, headers:
     if let Ok(claims) = t.signer.verify(token)
         && claims.action == Action::Open {
             let ua = user_agent(&headers);
-            let hit = Hit { claims: &claims, kind: "open", url: None, email: None, method: None, user_agent: ua, machine: is_machine_open(ua) };
+            let hit = Hit { claims: &claims, kind: "open", url: None, user_agent: ua, machine: is_machine_open(ua) };
             if let Err(e) = t.record(hit).await {
                 tracing::error!(error = %e, "recording open failed");
             }
@@ -409,40 +441,10 @@ async fn click(State(t): State<Arc<Tracker>>, Path(token): Path<String>, headers
         return not_found();
     }
     let ua = user_agent(&headers);
-    let hit = Hit { claims: &claims, kind: "click", url: Some(u), email: None, method: None, user_agent: ua, machine: is_machine_click(ua) };
+    let hit = Hit { claims: &claims, kind: "click", url: Some(u), user_agent: ua, machine: is_machine_click(ua) };
     if let Err(e) = t.record(hit).await {
         // The person still gets where they were going.
         tracing::error!(error = %e, "recording click failed");
     }
     Redirect::to(u).into_response()
-}
-
-async fn unsubscribe_page(State(t): State<Arc<Tracker>>, Path(token): Path<String>) -> Response {
-    let Ok(claims) = t.signer.verify(&token) else { return not_found() };
-    let Action::Unsubscribe { e, .. } = &claims.action else { return not_found() };
-    Html(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-         <title>Unsubscribe</title></head><body style=\"font-family:sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem\">\
-         <h1>Unsubscribe</h1><p>Stop marketing emails to <strong>{}</strong>?</p>\
-         <form method=\"post\"><button type=\"submit\" style=\"padding:.6rem 1.2rem\">Unsubscribe</button></form>\
-         </body></html>",
-        html_escape(e.as_str())
-    ))
-    .into_response()
-}
-
-async fn unsubscribe(State(t): State<Arc<Tracker>>, Path(token): Path<String>, body: String) -> Response {
-    let Ok(claims) = t.signer.verify(&token) else { return not_found() };
-    let Action::Unsubscribe { e, .. } = &claims.action else { return not_found() };
-    // RFC 8058: mail clients POST "List-Unsubscribe=One-Click"; our page posts an empty form.
-    let method = if body.contains("List-Unsubscribe=One-Click") { "one_click" } else { "link" };
-    let hit = Hit { claims: &claims, kind: "unsubscribe", url: None, email: Some(e), method: Some(method), user_agent: None, machine: false };
-    if let Err(err) = t.record(hit).await {
-        return unavailable(&err);
-    }
-    Html("<!doctype html><html><body style=\"font-family:sans-serif;max-width:32rem;margin:3rem auto\"><h1>You are unsubscribed</h1><p>You will not receive marketing emails from this shop any more.</p></body></html>").into_response()
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
