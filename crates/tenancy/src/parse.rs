@@ -1158,8 +1158,14 @@ topics = [
             .collect();
         assert_eq!(topics, [Some("drops"), Some("events")], "a step's own topic wins over the flow's");
 
-        write(root.path(), "demo/tenant.toml", &format!("{TENANT}[preferences]\ntopics = []\n"));
         std::fs::remove_file(root.path().join("demo/flows/welcome.toml")).unwrap();
+        // The array-of-tables spelling, as in the README.
+        let tables = "[[preferences.topics]]\nid = \"drops\"\nlabel = { en = \"New arrivals\", de = \"Neuheiten\" }\n";
+        write(root.path(), "demo/tenant.toml", &format!("{TENANT}{tables}"));
+        let tenants = Tenants::load_dir(root.path()).unwrap();
+        assert_eq!(tenants.find("demo").unwrap().topic("drops").unwrap().label("de", "en"), "Neuheiten");
+
+        write(root.path(), "demo/tenant.toml", &format!("{TENANT}[preferences]\ntopics = []\n"));
         assert!(Tenants::load_dir(root.path()).unwrap().find("demo").unwrap().topics.is_empty(), "no topics at all is allowed");
     }
 
