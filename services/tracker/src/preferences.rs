@@ -132,7 +132,8 @@ impl Tracker {
         Ok(())
     }
 
-    /// The page's language, the tenant's name and topics, and the locale labels are read in.
+    /// The preferences page of `email` showing `choices`: in the token's locale (else the
+    /// tenant's), with the tenant's name and its topics labelled for that locale.
     fn preferences_html(&self, claims: &Claims, email: &EmailAddress, locale: Option<&str>, choices: &Choices, saved: bool) -> String {
         let tenant = self.tenants.get(&claims.tenant);
         let fallback = tenant.map_or("en", |t| t.locale.as_str());
