@@ -707,6 +707,7 @@ async fn relayed_mail_bounces_to_the_bounce_address_and_its_dsn_suppresses_once(
     let world = World::start().await;
     let msg = message("smtp", "gone@example.com", "relayed");
     world.deliver(&msg, "sent").await;
+    world.events_are(1).await;
 
     // The envelope sender is the tenant's bounce address; the From header is unchanged.
     let sent = world.smtp.wait_for(1, WAIT).await.unwrap();
