@@ -2533,6 +2533,8 @@ mod tests {
                 "email.opened",
                 "email.clicked",
                 "email.unsubscribed",
+                "email.topic_unsubscribed",
+                "email.resubscribed",
             ]
         );
         // Refused whatever the body carries, before `data` or `occurred_at` are looked at,
