@@ -33,7 +33,8 @@
 //! The rule. A message is claimed in the database (`state = 'sending'`) at the last moment
 //! at which nothing has been handed over yet; the transport decides when that is:
 //! - SMTP: after the server has accepted MAIL FROM, RCPT TO and DATA (it waits for the
-//!   body), and before the body and its final dot are written;
+//!   body) and the body has been written, and before the final dot is (the COMMIT and
+//!   the dot leave in one poll; see `transport/smtp.rs`);
 //! - HTTP providers: just before the request. One request hands the whole message over;
 //!   there is no "354" moment to wait for.
 //!
