@@ -65,7 +65,7 @@ impl HttpClients {
         self.mkt.clone()
     }
 
-    fn lane(&self, lane: Lane) -> &reqwest::Client {
+    pub(super) fn lane(&self, lane: Lane) -> &reqwest::Client {
         match lane {
             Lane::Transactional => &self.tx,
             Lane::Marketing => &self.mkt,
@@ -134,26 +134,43 @@ impl<A: Api> HttpTransport<A> {
         if !claim.claim().await {
             return Err(Failure::NotClaimed);
         }
-        let response = match client.execute(request).await {
-            Ok(r) => r,
-            // No connection, so no request: nothing was sent.
-            Err(e) if e.is_connect() => return Err(Failure::Temporary(format!("{}: {}", A::NAME, describe(&e)))),
-            // The request may have reached the provider (a timeout waiting for the answer,
-            // a connection reset after writing it).
-            Err(e) => return Err(Failure::Unknown(format!("{}: {}", A::NAME, describe(&e)))),
-        };
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = match response.bytes().await {
-            Ok(b) => b.to_vec(),
+        match exchange(A::NAME, client, request).await? {
+            Exchange::Answered(answer) => self.api.outcome(&answer).map(|response| Accepted { response }),
             // The status line said it was taken; only the details got lost.
-            Err(e) if (200..300).contains(&status) => {
-                return Ok(Accepted { response: format!("{} {status}; answer unreadable: {}", A::NAME, describe(&e)) });
+            Exchange::Unreadable { status, error } => {
+                Ok(Accepted { response: format!("{} {status}; answer unreadable: {error}", A::NAME) })
             }
-            Err(_) => Vec::new(),
-        };
-        self.api.outcome(&Answer { status, headers, body }).map(|response| Accepted { response })
+        }
     }
+}
+
+/// How a request that went out ended, when it got an answer.
+pub(super) enum Exchange {
+    /// The answer, read completely (a non-2xx body that could not be read is empty).
+    Answered(Answer),
+    /// A 2xx whose body could not be read: taken, but the details are lost.
+    Unreadable { status: u16, error: String },
+}
+
+/// Makes one request and reads its answer. No answer is a [`Failure`]: `Temporary` when no
+/// connection was made (so nothing was sent), `Unknown` when the request may have reached
+/// the provider (a timeout waiting for the answer, a connection reset after writing it).
+pub(super) async fn exchange(provider: &str, client: &reqwest::Client, request: reqwest::Request) -> Result<Exchange, Failure> {
+    let response = match client.execute(request).await {
+        Ok(r) => r,
+        // No connection, so no request: nothing was sent.
+        Err(e) if e.is_connect() => return Err(Failure::Temporary(format!("{provider}: {}", describe(&e)))),
+        // The request may have reached the provider.
+        Err(e) => return Err(Failure::Unknown(format!("{provider}: {}", describe(&e)))),
+    };
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = match response.bytes().await {
+        Ok(b) => b.to_vec(),
+        Err(e) if (200..300).contains(&status) => return Ok(Exchange::Unreadable { status, error: describe(&e) }),
+        Err(_) => Vec::new(),
+    };
+    Ok(Exchange::Answered(Answer { status, headers, body }))
 }
 
 impl<A: Api> Transport for HttpTransport<A> {
