@@ -12,7 +12,6 @@ use tenancy::{Provider, Tenant};
 use time::OffsetDateTime;
 
 use super::mailgun::Mailgun;
-use super::postmark::Postmark;
 use super::sendgrid::Sendgrid;
 use super::ses::Ses;
 use super::{Accepted, BoxFuture, Claim, Failure, Outgoing, Transport};
@@ -82,7 +81,8 @@ pub fn for_tenant(tenant: &Tenant, clients: &HttpClients, clock: &Arc<dyn Clock>
     Ok(Some(match d.provider {
         Provider::Smtp => return Ok(None),
         Provider::Ses => wrap(Ses::new(d)?, clients, clock),
-        Provider::Postmark => wrap(Postmark::new(d)?, clients, clock),
+        // Postmark batches the messages that queue up behind a request (see postmark.rs).
+        Provider::Postmark => super::postmark::transport(d, clients)?,
         Provider::Sendgrid => wrap(Sendgrid::new(d)?, clients, clock),
         Provider::Mailgun => wrap(Mailgun::new(d)?, clients, clock),
     }))
