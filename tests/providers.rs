@@ -5,7 +5,10 @@
 //! tenant's Postmark message streams), that a rate-limited request is retried and
 //! delivered once, that a documented rejection is a permanent bounce with a suppression
 //! and no retry, that the retry deadline turns a temporary failure into a non-permanent
-//! bounce, and that an unanswered request is not sent again.
+//! bounce, and that an unanswered request is not sent again. Postmark's stub also serves
+//! `/email/batch` as documented (a result per message, in order): messages that queue up
+//! behind a request in flight go in fewer requests, each exactly once; a refused recipient
+//! in a batch bounces alone; a batch answered 5xx or 429 is retried and still arrives once.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
@@ -14,6 +17,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use bus::{Bus, BusSettings, ConsumerSpec, Delivery, Feed, HandleError, Handler};
 use contracts::{Cause, EmailAddress, Envelope, Event, EventKind, Lane, Mailbox, MessageId, OutboundMessage, SPEC_VERSION, TenantId};
@@ -37,6 +42,8 @@ struct Recorded {
     path: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// The status and body the stub answered (or will, once let go); `None` for a hang.
+    answered: Option<(u16, String)>,
 }
 
 impl Recorded {
@@ -58,6 +65,63 @@ enum Reply {
     Answer { status: u16, headers: Vec<(&'static str, &'static str)>, body: &'static str },
     /// Read the request, never answer.
     Hang,
+    /// Postmark as documented. `/email`: the one message's result (`postmark-message-1`).
+    /// `/email/batch`: 200 and an array with a result per message, in order — accepted with
+    /// `MessageID` `pm-{our message id}`, or `ErrorCode` 406 for a recipient in `inactive`
+    /// (alone, that recipient gets `/email`'s 422 with 406).
+    Postmark { inactive: Vec<&'static str> },
+    /// The inner reply, once the test lets it go (one permit per request held).
+    Held(Arc<Semaphore>, Box<Reply>),
+}
+
+/// An answer as the stub writes it: status, headers, body.
+type Response = (u16, Vec<(&'static str, &'static str)>, String);
+
+impl Reply {
+    /// The answer to `request`, or `None` for a hang.
+    fn respond(&self, request: &Recorded) -> Option<Response> {
+        match self {
+            Reply::Answer { status, headers, body } => Some((*status, headers.clone(), (*body).to_owned())),
+            Reply::Hang => None,
+            Reply::Held(_, inner) => inner.respond(request),
+            Reply::Postmark { inactive } => {
+                let refused = |m: &serde_json::Value| inactive.iter().any(|a| m["To"].as_str().is_some_and(|to| to.contains(a)));
+                let inactive_result = serde_json::json!({
+                    "ErrorCode": 406,
+                    "Message": "You tried to send to recipient(s) that have been marked as inactive. Found inactive addresses: x. \
+                                Inactive recipients are ones that have generated a hard bounce, a spam complaint, or a manual suppression.",
+                });
+                let body = request.json();
+                if request.path == "/email/batch" {
+                    let results: Vec<_> = body
+                        .as_array()
+                        .unwrap_or_else(|| panic!("/email/batch takes an array: {body}"))
+                        .iter()
+                        .map(|m| {
+                            if refused(m) {
+                                inactive_result.clone()
+                            } else {
+                                let id = m["Metadata"]["postflow_message_id"].as_str().unwrap();
+                                serde_json::json!({
+                                    "ErrorCode": 0,
+                                    "Message": "OK",
+                                    "MessageID": format!("pm-{id}"),
+                                    "SubmittedAt": "2025-03-01T12:00:00Z",
+                                    "To": m["To"],
+                                })
+                            }
+                        })
+                        .collect();
+                    Some((200, vec![], serde_json::Value::from(results).to_string()))
+                } else if refused(&body) {
+                    Some((422, vec![], inactive_result.to_string()))
+                } else {
+                    let ok = r#"{"To":"ada@example.com","SubmittedAt":"2025-03-01T12:00:00Z","MessageID":"postmark-message-1","ErrorCode":0,"Message":"OK"}"#;
+                    Some((200, vec![], ok.to_owned()))
+                }
+            }
+        }
+    }
 }
 
 fn answer(status: u16, body: &'static str) -> Reply {
@@ -95,26 +159,34 @@ impl Stub {
 
     async fn serve(&self, conn: tokio::net::TcpStream) {
         let mut conn = BufReader::new(conn);
-        let Some(request) = read_request(&mut conn).await else { return };
-        self.requests.lock().unwrap().push(request);
+        let Some(mut request) = read_request(&mut conn).await else { return };
         let reply = self.script.lock().unwrap().pop_front().unwrap_or_else(|| self.default.lock().unwrap().clone());
-        match reply {
-            Reply::Hang => std::future::pending::<()>().await,
-            Reply::Answer { status, headers, body } => {
-                let mut out = format!("HTTP/1.1 {status} Stub\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n", body.len());
-                for (n, v) in headers {
-                    out.push_str(&format!("{n}: {v}\r\n"));
-                }
-                out.push_str("\r\n");
-                out.push_str(body);
-                let _ = conn.get_mut().write_all(out.as_bytes()).await;
-                let _ = conn.get_mut().shutdown().await;
-            }
+        let response = reply.respond(&request);
+        request.answered = response.as_ref().map(|(status, _, body)| (*status, body.clone()));
+        self.requests.lock().unwrap().push(request);
+        if let Reply::Held(gate, _) = &reply {
+            gate.acquire().await.unwrap().forget();
         }
+        let Some((status, headers, body)) = response else { return std::future::pending::<()>().await };
+        let mut out = format!("HTTP/1.1 {status} Stub\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n", body.len());
+        for (n, v) in headers {
+            out.push_str(&format!("{n}: {v}\r\n"));
+        }
+        out.push_str("\r\n");
+        out.push_str(&body);
+        let _ = conn.get_mut().write_all(out.as_bytes()).await;
+        let _ = conn.get_mut().shutdown().await;
     }
 
     fn then(&self, reply: Reply) {
         self.script.lock().unwrap().push_back(reply);
+    }
+
+    /// The next request is answered with `reply` only once the returned gate gets a permit.
+    fn then_held(&self, reply: Reply) -> Arc<Semaphore> {
+        let gate = Arc::new(Semaphore::new(0));
+        self.then(Reply::Held(gate.clone(), Box::new(reply)));
+        gate
     }
 
     fn set_default(&self, reply: Reply) {
@@ -160,7 +232,7 @@ async fn read_request(conn: &mut BufReader<tokio::net::TcpStream>) -> Option<Rec
             body.extend_from_slice(&chunk[..size]);
         }
     }
-    Some(Recorded { method, path, headers, body })
+    Some(Recorded { method, path, headers, body, answered: None })
 }
 
 // ---------------------------------------------------------------- the world
@@ -216,7 +288,9 @@ fn tenant_toml(provider: &str, stub: SocketAddr) -> String {
     let account = match provider {
         "ses" => "region = \"eu-west-1\"\naccess_key_id = \"AKIDTEST\"\nsecret_access_key = \"ses-test-secret\"\n",
         // The marketing lane on a stream of the tenant's own; transactional keeps the default.
-        "postmark" => "api_key = \"postmark-test-token\"\nmarketing_stream = \"shop-newsletters\"\n",
+        // A rate limit no test reaches: each message takes a slot just before it is handed to
+        // the transport, so the slots taken say how many got that far.
+        "postmark" => "api_key = \"postmark-test-token\"\nmarketing_stream = \"shop-newsletters\"\nmax_per_second = 100000\n",
         "sendgrid" => "api_key = \"sendgrid-test-key\"\n",
         "mailgun" => "api_key = \"mailgun-test-key\"\ndomain = \"mg.example\"\n",
         _ => unreachable!(),
@@ -239,10 +313,8 @@ fn tenant_toml(provider: &str, stub: SocketAddr) -> String {
 fn accepted(provider: &str) -> Reply {
     match provider {
         "ses" => answer(200, r#"{"MessageId":"ses-message-1"}"#),
-        "postmark" => answer(
-            200,
-            r#"{"To":"ada@example.com","SubmittedAt":"2025-03-01T12:00:00Z","MessageID":"postmark-message-1","ErrorCode":0,"Message":"OK"}"#,
-        ),
+        // `/email` and `/email/batch`.
+        "postmark" => Reply::Postmark { inactive: vec![] },
         "sendgrid" => Reply::Answer { status: 202, headers: vec![("x-message-id", "sendgrid-message-1")], body: "" },
         "mailgun" => answer(200, r#"{"id":"<mailgun-message-1@mg.example>","message":"Queued. Thank you."}"#),
         _ => unreachable!(),
@@ -327,6 +399,11 @@ fn message(provider: &str, to: &str, tag: &str) -> OutboundMessage {
 
 impl World {
     async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// With the sender's settings changed by `tune` before it starts.
+    async fn start_with(tune: impl FnOnce(&mut sender::Settings)) -> Self {
         testkit::init_test_tracing();
         let nats = NatsServer::start().await.expect("nats-server");
         let pg = Postgres::start().await.expect("postgres");
@@ -352,7 +429,7 @@ impl World {
         }
 
         let clock = ManualClock::new(time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap());
-        let settings = sender::Settings {
+        let mut settings = sender::Settings {
             http: HttpSettings::on("127.0.0.1:0"),
             nats: bus_settings,
             database: DbSettings::new(db_url.clone()),
@@ -361,6 +438,7 @@ impl World {
             claim_lease: Duration::from_secs(3),
             ..Default::default()
         };
+        tune(&mut settings);
         let app = sender::Application::build_with_clock(settings, Arc::new(clock.clone())).await.expect("sender");
         tokio::spawn(app.run_until_stopped(std::future::pending()));
 
@@ -413,6 +491,25 @@ impl World {
         .await;
         assert_eq!(events.len(), 1, "one outcome event: {events:?}");
         events.into_iter().next().unwrap()
+    }
+
+    /// How many of the tenant's messages have reached its transport: each takes a slot
+    /// under the tenant's `max_per_second` just before it is handed over.
+    async fn reached_transport(&self, tenant: &str) -> i64 {
+        sqlx::query_scalar("select coalesce(sum(used), 0)::bigint from rate_windows where key = $1")
+            .bind(format!("acct:{tenant}"))
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+
+    async fn failures(&self, msg: &OutboundMessage) -> Option<i32> {
+        sqlx::query_scalar("select failures from retries where tenant = $1 and message_id = $2")
+            .bind(msg.tenant.as_str())
+            .bind(msg.message_id.as_str())
+            .fetch_optional(&self.db)
+            .await
+            .unwrap()
     }
 
     async fn suppression(&self, msg: &OutboundMessage) -> Option<(String, String)> {
@@ -691,6 +788,190 @@ async fn an_unanswered_request_is_not_sent_again() {
     world.settled().await;
     assert_eq!(stub.requests().len(), 1, "sent at most once");
     assert!(world.events.for_message(&msg.message_id).is_empty(), "no outcome to announce");
+}
+
+// ---------------------------------------------------------------- Postmark batches
+
+/// A world in which the stub may hold a request as long as a test needs (a generous
+/// provider timeout, claim lease and ack wait), and the marketing lane takes enough
+/// messages at once for all of a test's messages to queue up behind one request.
+async fn batching_world() -> World {
+    World::start_with(|s| {
+        s.providers.timeout = Duration::from_secs(60);
+        s.claim_lease = Duration::from_secs(120);
+        s.nats.ack_wait = Duration::from_secs(120);
+        s.marketing_concurrency = 64;
+    })
+    .await
+}
+
+fn newsletter(to: &str, tag: &str) -> OutboundMessage {
+    OutboundMessage { lane: Lane::Marketing, subject: "New in this week".into(), ..message("postmark", to, tag) }
+}
+
+/// Sends `first` and holds its request at the stub (with `reply`) until every one of `rest`
+/// has reached the transport, so they wait behind it. The returned gate lets it go.
+async fn queue_behind_one(world: &World, first: &OutboundMessage, rest: &[OutboundMessage], reply: Reply) -> Arc<Semaphore> {
+    let stub = world.stub("postmark");
+    let (requests, reached) = (stub.requests().len(), world.reached_transport("postmark-shop").await);
+    let gate = stub.then_held(reply);
+    world.send(first).await;
+    eventually(WAIT, "the first request", || async { (stub.requests().len() > requests).then_some(()) }).await;
+    for m in rest {
+        world.send(m).await;
+    }
+    let all = reached + 1 + rest.len() as i64;
+    eventually(WAIT, "every message to reach the transport", || async {
+        (world.reached_transport("postmark-shop").await >= all).then_some(())
+    })
+    .await;
+    gate
+}
+
+/// Our message ids in a Postmark request, in order.
+fn ids_in(r: &Recorded) -> Vec<String> {
+    let body = r.json();
+    let id = |m: &serde_json::Value| m["Metadata"]["postflow_message_id"].as_str().unwrap().to_owned();
+    match r.path.as_str() {
+        "/email/batch" => body.as_array().unwrap().iter().map(id).collect(),
+        _ => vec![id(&body)],
+    }
+}
+
+/// The ids of the messages the stub took, once per time it took one: a 200 from `/email`,
+/// each result with `ErrorCode` 0 in a 200 from `/email/batch`.
+fn taken_by_postmark(requests: &[Recorded]) -> Vec<String> {
+    let mut taken = Vec::new();
+    for r in requests {
+        let Some((200, answer)) = &r.answered else { continue };
+        let results: serde_json::Value = serde_json::from_str(answer).unwrap();
+        let results = results.as_array().cloned().unwrap_or_else(|| vec![results]);
+        for (id, result) in ids_in(r).into_iter().zip(results) {
+            if result["ErrorCode"] == 0 {
+                taken.push(id);
+            }
+        }
+    }
+    taken.sort();
+    taken
+}
+
+fn sorted_ids(msgs: &[OutboundMessage]) -> Vec<String> {
+    let mut ids: Vec<_> = msgs.iter().map(|m| m.message_id.as_str().to_owned()).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn postmark_sends_what_queues_behind_a_request_as_a_batch_each_message_once() {
+    let world = batching_world().await;
+    let stub = world.stub("postmark");
+    let msgs: Vec<_> = (0..24).map(|i| newsletter(&format!("reader{i}@example.com"), "weekly")).collect();
+    let gate = queue_behind_one(&world, &msgs[0], &msgs[1..], Reply::Postmark { inactive: vec![] }).await;
+    gate.add_permits(1);
+
+    // The first went alone, at once: its lane was idle.
+    assert_eq!(world.outcome(&msgs[0], "sent").await, "postmark-message-1");
+    for m in &msgs[1..] {
+        assert_eq!(world.outcome(m, "sent").await, format!("pm-{}", m.message_id.as_str()), "its own result, by position");
+    }
+    world.settled().await;
+
+    let requests = stub.requests();
+    let sizes: Vec<_> = requests.iter().map(|r| ids_in(r).len()).collect();
+    assert!(requests.len() < msgs.len(), "fewer requests than messages: {sizes:?}");
+    assert!(sizes.iter().any(|&n| n > 1), "messages went together: {sizes:?}");
+    assert_eq!((requests[0].path.as_str(), sizes[0]), ("/email", 1));
+    assert_eq!(sizes.iter().sum::<usize>(), msgs.len(), "no message in two requests: {sizes:?}");
+    assert_eq!(taken_by_postmark(&requests), sorted_ids(&msgs), "each message taken exactly once");
+    for r in &requests {
+        assert_eq!((r.method.as_str(), r.header("x-postmark-server-token")), ("POST", Some("postmark-test-token")));
+    }
+    for r in requests.iter().filter(|r| r.path == "/email/batch") {
+        for m in r.json().as_array().unwrap() {
+            assert_eq!(m["MessageStream"], "shop-newsletters", "each message keeps its stream");
+            assert_eq!(m["Subject"], "New in this week");
+            assert_eq!(m["TrackLinks"], "None");
+        }
+    }
+    for m in &msgs {
+        assert!(matches!(world.event(m).await, Event::EmailSent(s) if s.recipient == m.to.email), "one email.sent each");
+    }
+}
+
+#[tokio::test]
+async fn a_recipient_postmark_refuses_in_a_batch_bounces_alone() {
+    let world = batching_world().await;
+    let stub = world.stub("postmark");
+    let inactive = Reply::Postmark { inactive: vec!["gone@example.com"] };
+    stub.set_default(inactive.clone());
+    let first = newsletter("first@example.com", "offers");
+    let rest: Vec<_> = ["ana", "gone", "bo", "cy"].iter().map(|n| newsletter(&format!("{n}@example.com"), "offers")).collect();
+    let gate = queue_behind_one(&world, &first, &rest, inactive).await;
+    gate.add_permits(1);
+
+    let gone = &rest[1];
+    let response = world.outcome(gone, "bounced").await;
+    assert!(response.starts_with("postmark batch: ErrorCode 406: "), "{response}");
+    match world.event(gone).await {
+        Event::EmailBounced(b) => assert!(b.permanent && b.reason == response, "{b:?}"),
+        other => panic!("expected email.bounced, got {other:?}"),
+    }
+    assert_eq!(world.suppression(gone).await, Some(("all".into(), response)));
+    for m in rest.iter().filter(|m| m.to.email != gone.to.email) {
+        assert_eq!(world.outcome(m, "sent").await, format!("pm-{}", m.message_id.as_str()));
+        assert!(matches!(world.event(m).await, Event::EmailSent(_)));
+        assert_eq!(world.suppression(m).await, None, "{}: the refusal was someone else's", m.to.email);
+    }
+    world.settled().await;
+
+    let requests = stub.requests();
+    let carrying: Vec<_> = requests.iter().filter(|r| ids_in(r).contains(&gone.message_id.as_str().to_owned())).collect();
+    assert_eq!(carrying.len(), 1, "refused once, never retried");
+    assert_eq!(carrying[0].path, "/email/batch");
+    assert!(ids_in(carrying[0]).len() > 1, "in a batch with others");
+    let mut sent = sorted_ids(&rest);
+    sent.retain(|id| id != gone.message_id.as_str());
+    sent.push(first.message_id.as_str().to_owned());
+    sent.sort();
+    assert_eq!(taken_by_postmark(&requests), sent);
+    assert!(world.bus.dead_letters(10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_postmark_batch_answered_5xx_or_429_is_retried_and_each_message_arrives_once() {
+    let world = batching_world().await;
+    let stub = world.stub("postmark");
+    let mut everything = Vec::new();
+    for (status, refusal) in [(503, answer(503, r#"{"ErrorCode":100,"Message":"Maintenance"}"#)), (429, rate_limited("postmark"))] {
+        let msgs: Vec<_> = (0..8).map(|i| newsletter(&format!("reader{i}@example.com"), &format!("round-{status}"))).collect();
+        let before = stub.requests().len();
+        let gate = queue_behind_one(&world, &msgs[0], &msgs[1..], Reply::Postmark { inactive: vec![] }).await;
+        // The request after the held one (the batch of the rest) is refused as a whole.
+        stub.then(refusal);
+        gate.add_permits(1);
+        for m in &msgs {
+            world.outcome(m, "sent").await;
+        }
+        world.settled().await;
+
+        let requests = stub.requests().split_off(before);
+        let refused: Vec<_> = requests.iter().filter(|r| r.answered.as_ref().is_some_and(|(s, _)| *s == status)).collect();
+        assert_eq!(refused.len(), 1, "{status}");
+        assert_eq!(refused[0].path, "/email/batch", "{status}");
+        let retried = ids_in(refused[0]);
+        assert!(retried.len() > 1, "{status}: a batch was refused");
+        for m in msgs.iter().filter(|m| retried.contains(&m.message_id.as_str().to_owned())) {
+            assert_eq!(world.failures(m).await, Some(1), "{status}: released and retried once");
+            assert_eq!(world.suppression(m).await, None, "{status}: says nothing about the address");
+        }
+        assert_eq!(taken_by_postmark(&requests), sorted_ids(&msgs), "{status}: each message taken exactly once");
+        everything.extend(msgs);
+    }
+    for m in &everything {
+        assert!(matches!(world.event(m).await, Event::EmailSent(_)), "one email.sent each");
+    }
+    assert!(world.bus.dead_letters(10).await.unwrap().is_empty());
 }
 
 // ---------------------------------------------------------------- small helpers
