@@ -9,10 +9,13 @@
 //! The guard. A slot is counted in the window in which it was taken, but the message
 //! reaches the server a little later (the SMTP commands and body, or one HTTP request). A
 //! slot taken in the last moments of a window could land in the next one, on top of that
-//! window's full quota. So no slot is taken in the last [`GUARD`] of a window: a message
-//! that comes then waits for the next window. The limit holds at the server as long as
-//! the exchange takes less than the guard; the cost is at most the guard in added latency
-//! for a message that arrives late in a window. With a backlog nothing is lost: the quota
+//! window's full quota. So a slot taken in the last [`GUARD`] of a window is taken in both
+//! that window and the next: wherever the message lands, it is counted there. The limit
+//! holds at the server as long as the exchange takes less than the guard. The cost is one
+//! slot of the next window, and only when the message would otherwise have waited: a
+//! message late in a window with room in both goes at once (it used to wait for the next
+//! window, up to the guard's 250 ms, which an order confirmation should not), and one that
+//! finds either window full waits for the next. With a backlog nothing changes: the quota
 //! is used up at the start of each window anyway.
 //!
 //! Windows are read from the service clock, so replicas on different hosts need agreeing
@@ -28,8 +31,9 @@
 //!
 //! Invariant: a slot is taken before a message is handed to SMTP or a provider, never
 //! after; a message that waits keeps its place (the caller retries the same message).
-//! Invariant: a message's limits are taken in one order (account, then domain), so
-//! concurrent takers lock window rows in the same order and never deadlock.
+//! Invariant: a message's slots are taken in one order (account, then domain; for each,
+//! this window, then the next), so concurrent takers lock window rows in the same order and
+//! never deadlock.
 
 use std::time::Duration;
 
@@ -105,11 +109,17 @@ pub fn window(now: OffsetDateTime) -> (i64, Duration) {
     (second, Duration::from_secs(1).saturating_sub(into))
 }
 
-/// `Some(wait)` when `now` is in the guard at the end of its window: take no slot, come
-/// back at the next window.
+/// `Some(until_next)` when `now` is in the guard at the end of its window: a slot taken
+/// now must also be taken in the next window.
 pub fn in_guard(now: OffsetDateTime) -> Option<Duration> {
     let (_, until_next) = window(now);
     (until_next <= GUARD).then_some(until_next)
+}
+
+/// The windows a slot taken at `now` is counted in: this one, and in the guard the next.
+pub fn windows_for(now: OffsetDateTime) -> (i64, Option<i64>) {
+    let (second, _) = window(now);
+    (second, in_guard(now).map(|_| second + 1))
 }
 
 /// Takes one slot under every limit, or none: `Ok(None)` when the message may go now,
@@ -118,29 +128,32 @@ pub async fn acquire(pool: &PgPool, limits: &[Limit], now: OffsetDateTime) -> sq
     if limits.is_empty() {
         return Ok(None);
     }
-    if let Some(wait) = in_guard(now) {
-        metrics::counter!("sender_rate_limited_total", "why" => "guard").increment(1);
-        return Ok(Some(wait));
-    }
-    let (second, until_next) = window(now);
-    let refused = || {
-        metrics::counter!("sender_rate_limited_total", "why" => "full").increment(1);
+    let (_, until_next) = window(now);
+    let (this, next) = windows_for(now);
+    let refused = |why: &'static str| {
+        metrics::counter!("sender_rate_limited_total", "why" => why).increment(1);
         Ok(Some(until_next))
     };
-    // One limit: one statement, no transaction around it (the common case, and the hot row
-    // is locked for the shortest time).
-    if let [limit] = limits {
-        return if take(pool, limit, second).await?.is_some() { Ok(None) } else { refused() };
+    // One limit in one window: one statement, no transaction around it (the common case,
+    // and the hot row is locked for the shortest time).
+    if let ([limit], None) = (limits, next) {
+        return if take(pool, limit, this).await?.is_some() { Ok(None) } else { refused("full") };
     }
     let mut tx = pool.begin().await?;
     for limit in limits {
-        if take(&mut *tx, limit, second).await?.is_none() {
-            // Give back what the earlier limits of this message took.
-            tx.rollback().await?;
-            return refused();
+        for (second, why) in [(Some(this), "full"), (next, "next_full")] {
+            let Some(second) = second else { continue };
+            if take(&mut *tx, limit, second).await?.is_none() {
+                // Give back what was taken for this message so far.
+                tx.rollback().await?;
+                return refused(why);
+            }
         }
     }
     tx.commit().await?;
+    if next.is_some() {
+        metrics::counter!("sender_rate_slots_in_two_windows_total").increment(1);
+    }
     Ok(None)
 }
 
@@ -180,7 +193,16 @@ mod tests {
     }
 
     #[test]
-    fn no_slot_is_taken_in_the_guard() {
+    fn a_slot_in_the_guard_counts_in_this_window_and_the_next() {
+        let at = |t| windows_for(t);
+        let second = datetime!(2026-11-24 09:00:00 UTC).unix_timestamp();
+        assert_eq!(at(datetime!(2026-11-24 09:00:00.1 UTC)), (second, None));
+        assert_eq!(at(datetime!(2026-11-24 09:00:00.7 UTC)), (second, None));
+        assert_eq!(at(datetime!(2026-11-24 09:00:00.8 UTC)), (second, Some(second + 1)));
+    }
+
+    #[test]
+    fn the_guard_is_the_last_quarter_second() {
         assert_eq!(in_guard(datetime!(2026-11-24 09:00:00.25 UTC)), None);
         assert_eq!(in_guard(datetime!(2026-11-24 09:00:00.7 UTC)), None);
         assert_eq!(in_guard(datetime!(2026-11-24 09:00:00.75 UTC)), Some(Duration::from_millis(250)));
