@@ -40,6 +40,10 @@ pub struct Cli {
     /// connection (16 at the default, the sender's default).
     #[arg(long, default_value_t = 4)]
     pub sender_connections: usize,
+    /// The demo tenant's provider limit (`[delivery] max_per_second`) for every scenario,
+    /// as a real provider account would have; unset, the demo tenant has none.
+    #[arg(long)]
+    pub max_per_second: Option<u32>,
     /// Run only these scenarios (ingest, latency, send, sender, tracker).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,

@@ -52,6 +52,9 @@ impl Params {
 
 struct Env {
     root: PathBuf,
+    /// The tenants directory the services read: the demo tenant's, or a copy with the
+    /// `--max-per-second` limit.
+    tenants: PathBuf,
     bins: PathBuf,
     logs: PathBuf,
     nats: NatsServer,
@@ -87,7 +90,7 @@ impl Env {
         let mut env: Vec<(String, String)> = vec![
             ("POSTFLOW_HTTP__ADDR".into(), addr.to_string()),
             ("POSTFLOW_NATS__URL".into(), self.nats.url()),
-            ("POSTFLOW_TENANTS_DIR".into(), self.root.join("deploy/local/tenants").display().to_string()),
+            ("POSTFLOW_TENANTS_DIR".into(), self.tenants.display().to_string()),
             ("POSTFLOW_TRACKING__SIGNING_KEY".into(), TRACKING_KEY.into()),
             ("RUST_LOG".into(), "info".into()),
         ];
@@ -177,7 +180,8 @@ pub async fn run_all(cli: &Cli) -> anyhow::Result<Report> {
         p.rate = rate.max(1);
     }
     p.sender_connections = cli.sender_connections.max(1);
-    let mut env = Env { root: cli.root.clone(), bins, logs, nats, pg, bus, p, run: 0, sample: None };
+    let tenants = tenants_dir(&cli.root, &logs, cli.max_per_second)?;
+    let mut env = Env { root: cli.root.clone(), tenants, bins, logs, nats, pg, bus, p, run: 0, sample: None };
     let mut report = Report {
         mode: if cli.quick { "quick (smoke test; figures are not meaningful)" } else { "full" },
         machine: machine(),
@@ -195,6 +199,11 @@ pub async fn run_all(cli: &Cli) -> anyhow::Result<Report> {
         env.fresh_bus().await?;
         background_load(&mut report, "ingest", cli.quick).await;
         ingest(&mut env, &mut report).await?;
+    }
+    if let Some(limit) = cli.max_per_second {
+        report.notes.push(format!(
+            "the demo tenant's provider limit was {limit} messages/s ([delivery] max_per_second; marketing may fill each second up to all but a fifth of it)"
+        ));
     }
     if wanted("latency") {
         env.fresh_bus().await?;
@@ -350,6 +359,26 @@ fn sample_envelope() -> anyhow::Result<contracts::Envelope> {
         "bench:0".into(),
         contracts::Event::OrderPlaced(contracts::OrderPlaced { order }),
     ))
+}
+
+/// The demo tenants, or with `max_per_second` a copy of them under `logs` in which the
+/// demo tenant's `[delivery]` has that limit.
+fn tenants_dir(root: &Path, logs: &Path, max_per_second: Option<u32>) -> anyhow::Result<PathBuf> {
+    let demo = root.join("deploy/local/tenants");
+    let Some(limit) = max_per_second else { return Ok(demo) };
+    let dir = logs.join("tenants");
+    std::fs::create_dir_all(dir.join("demo"))?;
+    let toml = std::fs::read_to_string(demo.join("demo/tenant.toml"))?;
+    let line = format!("max_per_second = {limit}\n");
+    let toml = match toml.find("\n[delivery]\n") {
+        Some(at) => {
+            let after = at + "\n[delivery]\n".len();
+            format!("{}{line}{}", &toml[..after], &toml[after..])
+        }
+        None => format!("{toml}\n[delivery]\nprovider = \"smtp\"\n{line}"),
+    };
+    std::fs::write(dir.join("demo/tenant.toml"), toml)?;
+    Ok(dir)
 }
 
 /// Scenario 2: orders at a fixed rate; webhook arrival → SMTP acceptance of the
