@@ -55,8 +55,9 @@
 //! (bounded by `providers.timeout`) rather than the time to write one body, and the same
 //! uncertainty arises without a crash: a request that went out and got no answer (a
 //! timeout, a reset connection) may have been accepted. None of the providers we use (SES
-//! `SendEmail`, Postmark `/email`, SendGrid `/v3/mail/send`, Mailgun `messages.mime`)
-//! documents an idempotency key for sends, so sending again could deliver twice; such a
+//! `SendEmail`, Postmark `/email` and `/email/batch`, SendGrid `/v3/mail/send`, Mailgun
+//! `messages.mime`) documents an idempotency key for sends, so sending again could deliver
+//! twice; such a
 //! message keeps its claim and becomes `indeterminate` like a crash. What is certain is
 //! handled as such: no connection means nothing was sent (released, retried); a 429 or
 //! 5xx answer means the provider did not take it (released, retried); a 2xx is `sent` with
