@@ -14,6 +14,7 @@
 //! Template syntax is checked by the renderer, which owns template semantics.
 
 mod error;
+mod lang;
 mod model;
 mod parse;
 
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use contracts::TenantId;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use lang::Lang;
 pub use model::{
     Brand, Condition, CrossSell, Delivery, Dkim, Direction, Flow, FlowStep, Offer, OfferExpiry,
     OfferKind, ProductPick, Provider, Secret, SenderIdentity, ShipmentSettings, SourceSecrets,

@@ -8,46 +8,15 @@
 //! left-to-right address reads right inside right-to-left text. No scripts, no external
 //! resources.
 
-/// A language the pages speak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    En,
-    De,
-    Ar,
-    Fa,
-}
+/// A language the pages speak (the built-in templates' languages).
+pub use tenancy::Lang;
 
-impl Lang {
-    /// The language of a BCP 47 tag (`fa-IR` → `Fa`), English when unknown.
-    pub fn from_tag(tag: &str) -> Self {
-        match tag.trim().split(['-', '_']).next().unwrap_or_default().to_ascii_lowercase().as_str() {
-            "de" => Self::De,
-            "ar" => Self::Ar,
-            "fa" => Self::Fa,
-            _ => Self::En,
-        }
-    }
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::En => "en",
-            Self::De => "de",
-            Self::Ar => "ar",
-            Self::Fa => "fa",
-        }
-    }
-
-    pub fn rtl(self) -> bool {
-        matches!(self, Self::Ar | Self::Fa)
-    }
-
-    fn catalogue(self) -> &'static [(&'static str, &'static str)] {
-        match self {
-            Self::En => EN,
-            Self::De => DE,
-            Self::Ar => AR,
-            Self::Fa => FA,
-        }
+fn catalogue(lang: Lang) -> &'static [(&'static str, &'static str)] {
+    match lang {
+        Lang::En => EN,
+        Lang::De => DE,
+        Lang::Ar => AR,
+        Lang::Fa => FA,
     }
 }
 
@@ -128,7 +97,7 @@ const FA: &[(&str, &str)] = &[
 /// The text of `key` in `lang`, else in English, else the key.
 fn text(lang: Lang, key: &'static str) -> &'static str {
     let find = |c: &'static [(&'static str, &'static str)]| c.iter().find(|(k, _)| *k == key).map(|(_, t)| *t);
-    find(lang.catalogue()).or_else(|| find(EN)).unwrap_or(key)
+    find(catalogue(lang)).or_else(|| find(EN)).unwrap_or(key)
 }
 
 /// `key` in `lang` as HTML, with `{shop}` and `{email}` filled in (escaped and isolated).
@@ -272,9 +241,9 @@ mod tests {
     fn every_language_has_every_text() {
         for lang in [Lang::De, Lang::Ar, Lang::Fa] {
             for (key, _) in EN {
-                assert!(lang.catalogue().iter().any(|(k, _)| k == key), "{} lacks {key}", lang.code());
+                assert!(catalogue(lang).iter().any(|(k, _)| k == key), "{} lacks {key}", lang.code());
             }
-            assert_eq!(lang.catalogue().len(), EN.len(), "{} has keys English lacks", lang.code());
+            assert_eq!(catalogue(lang).len(), EN.len(), "{} has keys English lacks", lang.code());
         }
     }
 
@@ -315,13 +284,6 @@ mod tests {
         assert!(de.contains("<html lang=\"de\" dir=\"ltr\">") && de.contains("Einstellungen speichern"));
     }
 
-    #[test]
-    fn languages_come_from_tags() {
-        assert_eq!(Lang::from_tag("fa-IR"), Lang::Fa);
-        assert_eq!(Lang::from_tag("de_AT"), Lang::De);
-        assert_eq!(Lang::from_tag("pt-BR"), Lang::En);
-        assert_eq!(Lang::from_tag(""), Lang::En);
-    }
 
     #[test]
     fn unsubscribe_pages_are_localised_and_offer_the_preferences_page() {

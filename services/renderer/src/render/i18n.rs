@@ -9,45 +9,16 @@
 
 mod messages;
 
-/// A language of the built-in catalogues. Unknown locales fall back to English.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Lang {
-    En,
-    De,
-    Ar,
-    Fa,
-}
+/// A language of the built-in catalogues (shared with the tracker's pages). Unknown
+/// locales fall back to English.
+pub use tenancy::Lang;
 
-impl Lang {
-    pub const ALL: [Lang; 4] = [Lang::En, Lang::De, Lang::Ar, Lang::Fa];
-
-    /// The language of a BCP 47 tag (`fa-IR` → `Fa`, `de_AT` → `De`), English when unknown.
-    pub fn from_tag(tag: &str) -> Self {
-        let primary = tag.trim().split(['-', '_']).next().unwrap_or_default();
-        match primary.to_ascii_lowercase().as_str() {
-            "de" => Self::De,
-            "ar" => Self::Ar,
-            "fa" => Self::Fa,
-            _ => Self::En,
-        }
-    }
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::En => "en",
-            Self::De => "de",
-            Self::Ar => "ar",
-            Self::Fa => "fa",
-        }
-    }
-
-    fn catalogue(self) -> &'static [(&'static str, &'static str)] {
-        match self {
-            Self::En => messages::EN,
-            Self::De => messages::DE,
-            Self::Ar => messages::AR,
-            Self::Fa => messages::FA,
-        }
+fn catalogue(lang: Lang) -> &'static [(&'static str, &'static str)] {
+    match lang {
+        Lang::En => messages::EN,
+        Lang::De => messages::DE,
+        Lang::Ar => messages::AR,
+        Lang::Fa => messages::FA,
     }
 }
 
@@ -111,7 +82,7 @@ fn resolve(
 
 /// The text of `key` in `lang`, else in English; `count` picks a plural variant.
 pub fn message(lang: Lang, key: &str, count: Option<u64>) -> Option<&'static str> {
-    resolve(lang, lang.catalogue(), key, count)
+    resolve(lang, catalogue(lang), key, count)
 }
 
 /// One piece of a message text.
@@ -183,7 +154,7 @@ mod tests {
     #[test]
     fn every_key_exists_in_every_catalogue() {
         for lang in Lang::ALL {
-            let own: BTreeSet<&str> = lang.catalogue().iter().map(|(k, _)| *k).collect();
+            let own: BTreeSet<&str> = catalogue(lang).iter().map(|(k, _)| *k).collect();
             for key in keys().filter(|k| base(k) == *k) {
                 assert!(own.contains(key), "{} lacks {key:?}", lang.code());
             }
@@ -196,7 +167,7 @@ mod tests {
             }
             assert_eq!(
                 own.len(),
-                lang.catalogue().len(),
+                catalogue(lang).len(),
                 "{} repeats a key",
                 lang.code()
             );
@@ -206,7 +177,7 @@ mod tests {
     #[test]
     fn translations_use_the_same_placeholders_as_english() {
         for lang in Lang::ALL {
-            for (key, text) in lang.catalogue() {
+            for (key, text) in catalogue(lang) {
                 let reference = message(Lang::En, base(key), None).unwrap();
                 let (mut own, mut wanted) = (params(text), params(reference));
                 if base(key) != *key {
@@ -227,7 +198,7 @@ mod tests {
     #[test]
     fn texts_hold_no_markup_digits_or_stray_braces() {
         for lang in Lang::ALL {
-            for (key, text) in lang.catalogue() {
+            for (key, text) in catalogue(lang) {
                 assert!(
                     !text.contains(['<', '>']),
                     "{} {key:?} contains markup",
@@ -255,15 +226,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn locale_tags_pick_a_language_with_english_fallback() {
-        assert_eq!(Lang::from_tag("fa-IR"), Lang::Fa);
-        assert_eq!(Lang::from_tag("AR"), Lang::Ar);
-        assert_eq!(Lang::from_tag("de_AT"), Lang::De);
-        assert_eq!(Lang::from_tag("en-GB"), Lang::En);
-        assert_eq!(Lang::from_tag("pt-BR"), Lang::En);
-        assert_eq!(Lang::from_tag(""), Lang::En);
-    }
 
     #[test]
     fn missing_keys_fall_back_to_english_and_unknown_keys_are_none() {
