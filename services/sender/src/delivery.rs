@@ -193,6 +193,26 @@ impl Deliverer {
         Ok(())
     }
 
+    /// A recipient the provider keeps inactive: suppressed for this lane's mail only (see
+    /// [`Failure::Inactive`]); no bounce is announced, nothing was sent.
+    async fn suppress_lane(&self, msg: &OutboundMessage, reason: &str) -> Result<(), HandleError> {
+        let scope = match msg.lane {
+            Lane::Transactional => "all",
+            Lane::Marketing => "marketing",
+        };
+        tracing::info!(reason = %reason, scope, "recipient inactive at the provider; suppressing for this lane");
+        metrics::counter!("sender_messages_total", "lane" => msg.lane.token(), "outcome" => "inactive").increment(1);
+        sqlx::query("insert into suppressions (tenant, email, scope, reason) values ($1, $2, $3, $4) on conflict do nothing")
+            .bind(msg.tenant.as_str())
+            .bind(msg.to.email.key())
+            .bind(scope)
+            .bind(format!("inactive at the provider: {reason}"))
+            .execute(self.db(msg.lane))
+            .await
+            .map_err(HandleError::transient)?;
+        Ok(())
+    }
+
     /// Publishes the outcome event for a finished delivery (idempotent: the event id is
     /// derived from the message id).
     async fn announce(&self, msg: &OutboundMessage, state: &str, response: &str) -> Result<(), HandleError> {
@@ -284,6 +304,13 @@ impl Deliverer {
                 self.after_bounce(msg, &reason).await
             }
             Err(Failure::Permanent(reason)) => self.bounce(msg, &reason).await,
+            Err(Failure::Inactive(reason)) => {
+                let state = if claimed { self.finish(msg, "suppressed", &reason).await.map(|()| true)? } else { self.claim(msg, "suppressed", Some(&reason)).await? };
+                if !state {
+                    return Err(HandleError::Defer(Duration::from_secs(1)));
+                }
+                self.suppress_lane(msg, &reason).await
+            }
             Err(Failure::Temporary(reason)) => {
                 if claimed {
                     self.release(msg).await?;

@@ -49,6 +49,13 @@ pub enum Failure {
     /// a permanent bounce, and the address is suppressed.
     #[error("permanent failure: {0}")]
     Permanent(String),
+    /// The provider keeps this recipient inactive on the lane's stream (Postmark 406: it
+    /// bounced, complained or unsubscribed there before): not sent, and not a new bounce.
+    /// The address is suppressed for the lane only (marketing: `marketing`; transactional:
+    /// `all`, since only a bounce or complaint deactivates a transactional stream), so an
+    /// unsubscribe made at the provider never turns into a block on order mail.
+    #[error("recipient inactive at the provider: {0}")]
+    Inactive(String),
     /// Not taken this time, and certainly not sent (SMTP 4xx, HTTP 429/5xx, no connection,
     /// an account problem an operator can fix): retried until the deadline.
     #[error("temporary failure: {0}")]

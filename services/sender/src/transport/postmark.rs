@@ -30,8 +30,10 @@
 //! `MessageID`; a non-zero code is what the same code answered by `/email` (a 422) would
 //! be — the account's setup (a bad token, a sender signature, a missing message stream, no
 //! credits) or Postmark's state (maintenance, its rate limit) is temporary, anything else
-//! about the message or recipient (406 inactive recipient, 300 invalid address) a permanent
-//! bounce of that recipient alone. An answer about the whole request (429, 5xx, an account
+//! about the message or recipient (300 invalid address) a permanent bounce of that
+//! recipient alone, except 406 (inactive recipient), which is Postmark's own suppression
+//! on that stream (a bounce, a complaint, or an unsubscribe on a broadcast stream): the
+//! message is recorded `suppressed` and the address suppressed for that lane only. An answer about the whole request (429, 5xx, an account
 //! refusal) is every message's: not taken, released and retried; a request refused as a
 //! whole says nothing about its recipients, so it never bounces them. A request that went
 //! out and got no usable answer (a timeout, a reset connection, a 200 whose results cannot
@@ -63,6 +65,9 @@ use tracing::Instrument;
 
 use super::http::{Answer, Exchange, HttpClients, base, exchange, mailbox, parse_url, refusal, secret};
 use super::{Accepted, BoxFuture, Claim, Failure, Outgoing, Transport};
+
+/// Postmark's "inactive recipient": the address is suppressed on the message's stream.
+const INACTIVE_RECIPIENT: i64 = 406;
 
 /// Postmark's limit of messages in one `/email/batch` request.
 const MAX_MESSAGES: usize = 500;
@@ -224,9 +229,12 @@ impl Reply {
             Failure::Temporary(format!("{what}, account refused: {detail}"))
         } else if BUSY_ERRORS.contains(&self.error_code) {
             Failure::Temporary(format!("{what}: {detail}"))
+        } else if self.error_code == INACTIVE_RECIPIENT {
+            // Postmark suppresses the address on this stream: it bounced or complained, or
+            // (on a broadcast stream) unsubscribed there. Not a new bounce of ours.
+            Failure::Inactive(format!("{what}: {detail}"))
         } else {
-            // 406 (inactive recipient: bounced or complained before), 300 (invalid
-            // recipient or content), and the rest.
+            // 300 (invalid recipient or content), and the rest.
             Failure::Permanent(format!("{what}: {detail}"))
         }
     }
@@ -538,7 +546,7 @@ mod tests {
         let inactive = r#"{"ErrorCode":406,"Message":"You tried to send to recipient(s) that have been marked as inactive."}"#;
         assert_eq!(
             api().outcome(&answer(422, inactive)),
-            Err(Failure::Permanent("postmark 422: ErrorCode 406: You tried to send to recipient(s) that have been marked as inactive.".into()))
+            Err(Failure::Inactive("postmark 422: ErrorCode 406: You tried to send to recipient(s) that have been marked as inactive.".into()))
         );
         let unsigned = r#"{"ErrorCode":300,"Message":"Invalid 'From' address: 'x@y.example' is not a verified sender signature."}"#;
         assert!(matches!(api().outcome(&answer(422, unsigned)), Err(Failure::Temporary(_))));
@@ -597,7 +605,7 @@ mod tests {
         ]"#;
         let results = api().batch_outcome(&answer(200, body), 6);
         assert_eq!(results[0], Ok("b7bc2f4a-e38e-4336-af7d-e6c392c2f817".into()));
-        assert!(matches!(&results[1], Err(Failure::Permanent(m)) if m.starts_with("postmark batch: ErrorCode 406: ")), "{:?}", results[1]);
+        assert!(matches!(&results[1], Err(Failure::Inactive(m)) if m.starts_with("postmark batch: ErrorCode 406: ")), "{:?}", results[1]);
         assert!(matches!(&results[2], Err(Failure::Permanent(_))), "{:?}", results[2]);
         assert!(matches!(&results[3], Err(Failure::Temporary(m)) if m.contains("account refused")), "{:?}", results[3]);
         assert!(matches!(&results[4], Err(Failure::Temporary(_))), "{:?}", results[4]);
