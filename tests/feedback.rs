@@ -372,6 +372,55 @@ async fn a_postmark_hard_bounce_suppresses_the_address_and_is_announced() {
     assert_eq!(world.stub.sends("/email"), 1, "only the first message went out");
 }
 
+/// A Postmark `SubscriptionChange` (the recipient unsubscribed at Postmark) at `at`.
+fn postmark_unsubscribe(msg: &OutboundMessage, at: &str) -> String {
+    serde_json::json!({
+        "RecordType": "SubscriptionChange", "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483", "ServerID": 23,
+        "MessageStream": "broadcast", "ChangedAt": at, "Recipient": msg.to.email.as_str(), "Origin": "Recipient",
+        "SuppressSending": true, "SuppressionReason": "ManualSuppression", "Tag": "",
+        "Metadata": {"postflow_message_id": msg.message_id.as_str()}
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_provider_unsubscribe_older_than_an_opt_in_changes_nothing() {
+    let world = World::start().await;
+    let first = message("postmark", "ana@example.com", "first");
+    world.deliver(&first, "sent").await;
+
+    // Ana opts back in on the preferences page on 2 March...
+    let tenant = TenantId::parse("postmark-shop").unwrap();
+    let opt_in = Envelope::new(
+        tenant.clone(),
+        time::macros::datetime!(2025-03-02 09:00 UTC),
+        contracts::Source { system: "tracker".into(), delivery_id: None, topic: None },
+        "test:opt-in".into(),
+        Event::EmailResubscribed(contracts::EmailResubscribed {
+            message_id: first.message_id.clone(),
+            recipient: first.to.email.clone(),
+            topic: None,
+            method: "preferences".into(),
+        }),
+    );
+    world.bus.publish_event(&opt_in).await.unwrap();
+    eventually(WAIT, "the opt-in recorded", || async { (world.count("subscription_changes").await == 1).then_some(()) }).await;
+
+    // ...and Postmark's report of her unsubscribing on 1 March arrives late: it is older
+    // than her latest choice, so it suppresses nothing.
+    let late = postmark_unsubscribe(&first, "2025-03-01T10:00:00Z");
+    let (status, answer) = world.post(world.http.post(world.url("postmark-shop", "postmark")).basic_auth("postmark", Some(POSTMARK_SECRET)).body(late)).await;
+    assert_eq!((status, answer), (200, serde_json::json!({"status": "recorded", "feedback": 0, "ignored": 1})));
+    assert!(world.suppressions("postmark-shop", "ana@example.com").await.is_empty());
+
+    // One made after the opt-in does.
+    let newer = postmark_unsubscribe(&first, "2025-03-03T10:00:00Z").replace("883953f4", "993953f4");
+    let (status, _) = world.post(world.http.post(world.url("postmark-shop", "postmark")).basic_auth("postmark", Some(POSTMARK_SECRET)).body(newer)).await;
+    assert_eq!(status, 200);
+    let scopes: Vec<String> = world.suppressions("postmark-shop", "ana@example.com").await.into_iter().map(|(scope, _)| scope).collect();
+    assert_eq!(scopes, ["marketing"]);
+}
+
 #[tokio::test]
 async fn wrong_credentials_are_refused_and_change_nothing() {
     let world = World::start().await;

@@ -548,25 +548,39 @@ pub struct Unsubscribes {
     pub(crate) pool: PgPool,
 }
 
+/// Records a recipient's opt-out or opt-in for `scope` at `at`, unless a change at the same
+/// time or later is recorded already: true when this change is now the latest (and its
+/// effect on the suppressions should be applied in the same transaction).
+pub(crate) async fn record_change(
+    tx: &mut sqlx::PgConnection,
+    tenant: &str,
+    email: &str,
+    scope: &str,
+    subscribed: bool,
+    at: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "insert into subscription_changes (tenant, email, scope, subscribed, changed_at) values ($1, $2, $3, $4, $5)
+         on conflict (tenant, email, scope) do update set subscribed = excluded.subscribed, changed_at = excluded.changed_at
+         where subscription_changes.changed_at < excluded.changed_at",
+    )
+    .bind(tenant)
+    .bind(email)
+    .bind(scope)
+    .bind(subscribed)
+    .bind(at)
+    .execute(tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 impl Unsubscribes {
     async fn apply(&self, env: &Envelope, recipient: &EmailAddress, change: &SubscriptionChange) -> Result<(), HandleError> {
         let (tenant, email) = (env.tenant.as_str(), recipient.key());
         let mut tx = self.pool.begin().await.map_err(HandleError::transient)?;
-        let latest = sqlx::query(
-            "insert into subscription_changes (tenant, email, scope, subscribed, changed_at) values ($1, $2, $3, $4, $5)
-             on conflict (tenant, email, scope) do update set subscribed = excluded.subscribed, changed_at = excluded.changed_at
-             where subscription_changes.changed_at < excluded.changed_at",
-        )
-        .bind(tenant)
-        .bind(&email)
-        .bind(&change.scope)
-        .bind(change.subscribed)
-        .bind(env.occurred_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(HandleError::transient)?
-        .rows_affected()
-            == 1;
+        let latest = record_change(&mut tx, tenant, &email, &change.scope, change.subscribed, env.occurred_at)
+            .await
+            .map_err(HandleError::transient)?;
         if !latest {
             tracing::debug!(scope = %change.scope, "a later change (or this one) is applied already; nothing to do");
             return Ok(());

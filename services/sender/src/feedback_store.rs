@@ -107,6 +107,18 @@ impl FeedbackStore {
                 continue;
             }
             if let Some((scope, reason)) = &effect.suppression {
+                // An unsubscribe reported by the provider is one more opt-out: like those
+                // from the tracker, it counts only if nothing later (an opt-in on the
+                // preferences page) has been recorded for the recipient.
+                if f.kind == FeedbackKind::Unsubscribe
+                    && !crate::delivery::record_change(&mut tx, tenant.as_str(), &f.recipient.key(), scope, false, f.occurred_at)
+                        .await
+                        .context("recording the opt-out")?
+                {
+                    tracing::info!(tenant = %tenant, provider, "provider unsubscribe older than the recipient's latest choice; not applied");
+                    ignored += 1;
+                    continue;
+                }
                 sqlx::query("insert into suppressions (tenant, email, scope, reason) values ($1, $2, $3, $4) on conflict do nothing")
                     .bind(tenant.as_str())
                     .bind(f.recipient.key())
