@@ -97,7 +97,7 @@ async fn timed<T>(limit: Duration, f: impl Future<Output = Result<T, lettre::tra
 /// A bounded pool of SMTP connections to one server.
 pub struct Pool {
     settings: SmtpSettings,
-    idle: Mutex<Vec<AsyncSmtpConnection>>,
+    idle: Mutex<Vec<Live>>,
     permits: Semaphore,
 }
 
@@ -117,7 +117,7 @@ impl Pool {
         Ok(Conn { inner: Some(inner), fresh, pool: self, _permit: permit })
     }
 
-    async fn open(&self) -> Result<AsyncSmtpConnection, SmtpFailure> {
+    async fn open(&self) -> Result<Live, SmtpFailure> {
         let s = &self.settings;
         let limit = s.timeout;
         let stream = tokio::time::timeout(limit, TcpStream::connect((s.host.as_str(), s.port)))
@@ -125,6 +125,14 @@ impl Pool {
             .map_err(|_| SmtpFailure::Transient(format!("connecting to {}:{} timed out", s.host, s.port)))?
             .map_err(|e| SmtpFailure::Transient(format!("connecting to {}:{}: {e}", s.host, s.port)))?;
         stream.set_nodelay(true).map_err(|e| SmtpFailure::Transient(e.to_string()))?;
+        // A second handle on the same socket, to cut the connection from the body
+        // iterator's hook (see `Conn::finish`), where lettre holds the stream.
+        let (stream, socket) = (|| {
+            let std = stream.into_std()?;
+            let socket = std.try_clone()?;
+            Ok::<_, std::io::Error>((TcpStream::from_std(std)?, socket))
+        })()
+        .map_err(|e| SmtpFailure::Transient(e.to_string()))?;
         let hello = ClientId::Domain(s.hello_name.clone());
         let mut conn = match timed(limit, AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello)).await {
             Ok(c) => c,
@@ -144,13 +152,19 @@ impl Pool {
             timed(limit, conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds)).await?;
         }
         metrics::counter!("sender_smtp_connections_opened_total").increment(1);
-        Ok(conn)
+        Ok(Live { smtp: conn, socket })
     }
+}
+
+/// An open SMTP connection and a second handle on its socket.
+struct Live {
+    smtp: AsyncSmtpConnection,
+    socket: std::net::TcpStream,
 }
 
 /// A checked-out connection; goes back to the pool on drop unless it broke.
 pub struct Conn<'p> {
-    inner: Option<AsyncSmtpConnection>,
+    inner: Option<Live>,
     /// Opened for this checkout (an idle one may have been closed by the server).
     fresh: bool,
     pool: &'p Pool,
@@ -163,7 +177,7 @@ impl Conn<'_> {
     }
 
     fn conn(&mut self) -> Result<&mut AsyncSmtpConnection, SmtpFailure> {
-        self.inner.as_mut().ok_or_else(|| SmtpFailure::Broken("connection already discarded".into()))
+        self.inner.as_mut().map(|l| &mut l.smtp).ok_or_else(|| SmtpFailure::Broken("connection already discarded".into()))
     }
 
     fn discard_on<T>(&mut self, r: Result<T, SmtpFailure>) -> Result<T, SmtpFailure> {
@@ -198,13 +212,21 @@ impl Conn<'_> {
     /// after writing the previous one and writes the dot as soon as the iterator ends. So
     /// whatever `before_dot` writes to another socket and the dot leave this process one
     /// system call apart (unless the socket's send buffer is full). It never runs if the
-    /// body could not be written — the dot was then never sent either.
-    pub async fn finish(&mut self, body: &[u8], before_dot: impl FnOnce() + Send) -> Result<String, SmtpFailure> {
+    /// body could not be written — the dot was then never sent either. If it returns
+    /// false, the dot is withheld: the connection is cut, and the server discards the
+    /// transaction (the exchange then fails as broken).
+    pub async fn finish(&mut self, body: &[u8], before_dot: impl FnOnce() -> bool + Send) -> Result<String, SmtpFailure> {
         let limit = self.pool.settings.timeout;
         let r = async {
-            let c = self.conn()?;
-            let parts = ThenBeforeDot { body: Some(body), before_dot: Some(before_dot) };
-            let resp = timed(limit, c.message_iter(parts)).await?;
+            let Live { smtp, socket } = self.inner.as_mut().ok_or_else(|| SmtpFailure::Broken("connection already discarded".into()))?;
+            let hook = || {
+                if !before_dot() {
+                    // Both directions: lettre's write of the dot fails at once.
+                    let _ = socket.shutdown(std::net::Shutdown::Both);
+                }
+            };
+            let parts = ThenBeforeDot { body: Some(body), before_dot: Some(hook) };
+            let resp = timed(limit, smtp.message_iter(parts)).await?;
             Ok(format!("{} {}", resp.code(), resp.message().collect::<Vec<_>>().join(" ")))
         }
         .await;
@@ -215,7 +237,7 @@ impl Conn<'_> {
     pub async fn reset(&mut self) {
         let limit = self.pool.settings.timeout;
         if let Some(c) = self.inner.as_mut()
-            && timed(limit, c.command(Rset)).await.is_err() {
+            && timed(limit, c.smtp.command(Rset)).await.is_err() {
                 self.inner = None;
             }
     }
@@ -251,8 +273,59 @@ impl<'a, F: FnOnce()> Iterator for ThenBeforeDot<'a, F> {
 impl Drop for Conn<'_> {
     fn drop(&mut self) {
         if let Some(c) = self.inner.take()
-            && !c.has_broken() {
+            && !c.smtp.has_broken() {
                 self.pool.idle.lock().unwrap_or_else(|p| p.into_inner()).push(c);
             }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use smtp_capture::{CaptureConfig, SmtpCapture};
+
+    use super::*;
+
+    fn pool(server: &SmtpCapture) -> Pool {
+        let settings = SmtpSettings { host: server.addr().ip().to_string(), port: server.addr().port(), ..SmtpSettings::default() };
+        Pool::new(settings, 1)
+    }
+
+    const BODY: &[u8] = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\n\r\n.leading dot\r\nbye";
+
+    #[tokio::test]
+    async fn the_hook_runs_between_the_body_and_the_dot() {
+        let server = SmtpCapture::start(CaptureConfig::default()).await.unwrap();
+        let pool = pool(&server);
+        let mut conn = pool.get().await.unwrap();
+        let (from, to) = ("a@example.com".parse().unwrap(), "b@example.com".parse().unwrap());
+        conn.begin(&from, &to).await.unwrap();
+        let mut seen_before_dot = None;
+        let accepted = conn.finish(BODY, || {
+            seen_before_dot = Some(server.count());
+            true
+        });
+        assert!(accepted.await.unwrap().starts_with("250"));
+        assert_eq!(seen_before_dot, Some(0), "nothing was accepted when the hook ran");
+        assert_eq!(server.count(), 1);
+        let data = String::from_utf8(server.messages()[0].data.clone()).unwrap();
+        assert!(data.contains("\r\n.leading dot\r\n"), "the body arrived whole, its dot-stuffing undone: {data:?}");
+    }
+
+    #[tokio::test]
+    async fn a_hook_that_says_no_withholds_the_dot_and_the_server_takes_nothing() {
+        let server = SmtpCapture::start(CaptureConfig::default()).await.unwrap();
+        let pool = pool(&server);
+        let (from, to) = ("a@example.com".parse().unwrap(), "b@example.com".parse().unwrap());
+        let mut conn = pool.get().await.unwrap();
+        conn.begin(&from, &to).await.unwrap();
+        let withheld = conn.finish(BODY, || false).await;
+        assert!(matches!(withheld, Err(SmtpFailure::Broken(_))), "{withheld:?}");
+        drop(conn);
+        // The cut connection is not pooled: the next message gets a fresh one and goes.
+        let mut conn = pool.get().await.unwrap();
+        assert!(conn.is_fresh());
+        conn.begin(&from, &to).await.unwrap();
+        conn.finish(BODY, || true).await.unwrap();
+        assert_eq!(server.count(), 1, "only the second message was taken");
     }
 }

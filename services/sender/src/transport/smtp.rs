@@ -61,11 +61,26 @@ impl SmtpTransport {
             .finish(out.mime, || {
                 commit_started = true;
                 let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-                if let std::task::Poll::Ready(v) = commit.as_mut().poll(&mut cx) {
-                    committed = Some(v);
+                match commit.as_mut().poll(&mut cx) {
+                    std::task::Poll::Ready(v) => {
+                        committed = Some(v);
+                        // A claim that could not be committed withholds the dot.
+                        v
+                    }
+                    std::task::Poll::Pending => true,
                 }
             })
             .await;
+        if committed == Some(false)
+            && let Err(e) = &sent
+        {
+            // The claim failed before the dot, so the dot was withheld (the connection cut)
+            // and the server discards the transaction: nothing was handed over. Try again
+            // later. (Had the cut failed and the server accepted, `sent` is `Ok` and the
+            // outcome is recorded below like any other.)
+            conn.discard();
+            return Err(Failure::Temporary(format!("the claim could not be committed; message withheld ({e})")));
+        }
         if !commit_started {
             // The body never went out whole, so neither did the dot: nothing was handed
             // over. Dropping the open transaction rolls the claim back; try again later.
