@@ -16,7 +16,10 @@
 //! message late in a window with room in both goes at once (it used to wait for the next
 //! window, up to the guard's 250 ms, which an order confirmation should not), and one that
 //! finds either window full waits for the next. With a backlog nothing changes: the quota
-//! is used up at the start of each window anyway.
+//! is used up at the start of each window anyway. One exception: a Postmark message may
+//! wait in its batch queue after taking its slot (`transport/postmark.rs`), so one request
+//! can carry slots of two windows; the count per window still holds, their arrival at
+//! Postmark may bunch by up to one request's round trip.
 //!
 //! Windows are read from the service clock, so replicas on different hosts need agreeing
 //! clocks (NTP); their skew eats into the guard. A clock that does not move (a test's
