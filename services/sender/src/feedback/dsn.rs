@@ -103,8 +103,9 @@ pub const MEDIA_TYPE: &str = "message/rfc822";
 /// One DSN posted to the intake, verified and parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DsnDelivery {
-    /// The same DSN posted again repeats it: the DSN's own `Message-ID` (stable when an
-    /// MTA retries the pipe or the message is forwarded), else the SHA-256 of the bytes.
+    /// The same DSN posted again repeats it: the SHA-256 of its bytes (an MTA that retries
+    /// the pipe sends the same bytes; the DSN's own `Message-ID` is chosen by whoever
+    /// mailed it, so it is not trusted as a key).
     pub replay_key: String,
     /// Hard and soft bounces of its failed recipients; empty for delay and success reports.
     pub feedback: Vec<Feedback>,
@@ -127,17 +128,18 @@ pub fn receive<H: Headers + ?Sized>(
         return Err(FeedbackError::MediaType(MEDIA_TYPE));
     }
     let report = parse_report(raw)?;
-    let replay_key = match &report.dsn_message_id {
-        Some(id) => format!("message-id:{id}"),
-        None => {
-            let digest = ring::digest::digest(&ring::digest::SHA256, raw);
-            let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-            format!("sha256:{hex}")
-        }
-    };
+    // Keyed by the bytes, not the DSN's own Message-ID: anyone can mail us a DSN with a
+    // Message-ID of their choosing (a predicted one would make the real bounce look like a
+    // replay), while a redelivery of the same DSN by the MTA is the same bytes.
+    let digest = ring::digest::digest(&ring::digest::SHA256, raw);
+    let key: String = format!("sha256:{}", digest.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let mut feedback = feedback(&report, now);
+    for f in &mut feedback {
+        f.event_id = Some(key.clone());
+    }
     Ok(DsnDelivery {
-        replay_key,
-        feedback: feedback(&report, now),
+        replay_key: key,
+        feedback,
     })
 }
 

@@ -672,15 +672,21 @@ To: gone@example.com\r\n\
         assert_eq!(recorded.len(), 1);
         let r = &recorded[0].1;
         assert_eq!(r.provider, Origin::Dsn);
-        assert_eq!(
-            r.replay_key.as_deref(),
-            Some("message-id:<20240304121239.AAAA@mail.shop.example>")
-        );
+        // Keyed by its bytes (a sender of DSNs chooses their Message-ID), for the whole
+        // delivery and for each recipient's feedback.
+        let key = r.replay_key.as_deref().unwrap();
+        assert!(key.starts_with("sha256:") && key.len() == 7 + 64, "{key}");
+        assert_eq!(r.feedback[0].event_id.as_deref(), Some(key));
         assert_eq!(r.feedback[0].kind, FeedbackKind::HardBounce);
         assert_eq!(
             r.feedback[0].message_id.as_ref().map(|m| m.as_str()),
             Some("m_0123456789abcdef0123456789abcdef")
         );
+        drop(recorded);
+        // The same Message-ID on other bytes (a forgery) is not taken for a replay of it.
+        let forged = body.replace("5.1.1", "5.1.2");
+        let other = handle_dsn(&fake, "shop", &headers, forged.as_bytes()).await;
+        assert_eq!(other.body, serde_json::json!({"status": "recorded", "feedback": 1}));
     }
 
     #[tokio::test]
@@ -848,16 +854,16 @@ To: gone@example.com\r\n\
         assert_eq!(fake.recorded.lock().unwrap()[0].1.provider, Origin::Dsn);
 
         // Larger than a provider webhook may be, within the DSN limit: read and parsed (the
-        // same DSN with trailing bytes after its end, so a replay).
+        // same DSN with trailing bytes after its end: other bytes, so not a replay).
         let big = format!("{body}{}", "x".repeat(MAX_BODY));
         let response = exchange(router(fake.clone()), &head, big.as_bytes()).await;
         assert_eq!(
             json(&response),
-            serde_json::json!({"status": "replay", "feedback": 0})
+            serde_json::json!({"status": "recorded", "feedback": 1})
         );
         let too_big = vec![b'x'; dsn::MAX_SIZE + 1];
         let response = exchange(router(fake.clone()), &head, &too_big).await;
         assert!(response.starts_with("HTTP/1.1 413"), "{response}");
-        assert_eq!(fake.recorded.lock().unwrap().len(), 1);
+        assert_eq!(fake.recorded.lock().unwrap().len(), 2);
     }
 }
