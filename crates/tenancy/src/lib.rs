@@ -12,6 +12,11 @@
 //! colours, references between flows and templates) and reports every problem as
 //! `file:line:column: message`. Nothing is applied unless the whole directory is valid.
 //! Template syntax is checked by the renderer, which owns template semantics.
+//!
+//! Secrets (provider keys, webhook and DKIM secrets; a literal or `env:NAME`) are resolved
+//! by [`Tenants::load_dir`]. Services that use none load with
+//! [`Tenants::load_dir_without_secrets`], which checks the same things but reads no
+//! environment variable and keeps no secret value.
 
 mod error;
 mod lang;
@@ -40,9 +45,19 @@ pub struct Tenants {
 
 impl Tenants {
     /// Loads every subdirectory of `root` as a tenant. All errors of all tenants are
-    /// collected; on any error nothing is returned.
+    /// collected; on any error nothing is returned. Every `env:NAME` secret is read from
+    /// the environment, and a variable that is not set is an error.
     pub fn load_dir(root: &Path) -> Result<Self, ConfigErrors> {
-        parse::load_root(root)
+        parse::load_root(root, parse::Secrets::Resolve)
+    }
+
+    /// Loads and validates like [`Tenants::load_dir`], except that no secret is resolved:
+    /// no environment variable is read, and every [`Secret`] in the result is unresolved
+    /// (it holds no value, not even a literal one from the file). For services that use no
+    /// secret, so that they neither need the tenants' credentials nor fail to start when
+    /// one is missing.
+    pub fn load_dir_without_secrets(root: &Path) -> Result<Self, ConfigErrors> {
+        parse::load_root(root, parse::Secrets::Leave)
     }
 
     pub fn get(&self, id: &TenantId) -> Option<&Arc<Tenant>> {

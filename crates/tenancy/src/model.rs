@@ -353,22 +353,58 @@ pub struct Tracking {
 }
 
 /// A secret from the config: literal, or `env:NAME` read at load time. Never printed.
+///
+/// Unresolved when the tenants were loaded without secrets
+/// ([`Tenants::load_dir_without_secrets`](crate::Tenants::load_dir_without_secrets)): the
+/// reference was checked, but no value was read or kept, not even a literal one. Such a
+/// secret has no value to expose; a service that uses secrets loads with
+/// [`Tenants::load_dir`](crate::Tenants::load_dir), where every secret is resolved.
 #[derive(Clone)]
-pub struct Secret(pub(crate) SecretString);
+pub struct Secret(Value);
+
+#[derive(Clone)]
+enum Value {
+    Resolved(SecretString),
+    Unresolved,
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Self(SecretString::from(value.into()))
+        Self(Value::Resolved(SecretString::from(value.into())))
     }
 
+    /// A secret the loader did not read.
+    pub(crate) fn unresolved() -> Self {
+        Self(Value::Unresolved)
+    }
+
+    /// False when loaded without secrets.
+    pub fn is_resolved(&self) -> bool {
+        matches!(self.0, Value::Resolved(_))
+    }
+
+    /// The value.
+    ///
+    /// # Panics
+    ///
+    /// On an unresolved secret (tenants loaded without secrets). That is a bug in the
+    /// caller, and there is no value that could safely stand in: an empty or made-up key
+    /// would sign requests or verify webhooks as if it were the tenant's.
+    #[track_caller]
     pub fn expose(&self) -> &str {
-        self.0.expose_secret()
+        match &self.0 {
+            Value::Resolved(s) => s.expose_secret(),
+            Value::Unresolved => panic!("secret exposed but the tenants were loaded without secrets"),
+        }
     }
 }
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
+        match self.0 {
+            Value::Resolved(_) => f.write_str("Secret(***)"),
+            Value::Unresolved => f.write_str("Secret(unresolved)"),
+        }
     }
 }
 

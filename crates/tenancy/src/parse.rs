@@ -229,7 +229,16 @@ impl FileCtx<'_> {
     }
 }
 
-pub(crate) fn load_root(root: &Path) -> Result<Tenants, ConfigErrors> {
+/// What loading does with the secrets in tenant.toml (`env:NAME` or literal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Secrets {
+    /// Read each `env:NAME` and keep every value.
+    Resolve,
+    /// Check how each is written, but read no environment variable and keep no value.
+    Leave,
+}
+
+pub(crate) fn load_root(root: &Path, secrets: Secrets) -> Result<Tenants, ConfigErrors> {
     let mut errors = Vec::new();
     let entries = match std::fs::read_dir(root) {
         Ok(e) => e,
@@ -243,7 +252,7 @@ pub(crate) fn load_root(root: &Path) -> Result<Tenants, ConfigErrors> {
     dirs.sort();
     let mut tenants = Vec::new();
     for dir in dirs {
-        if let Some(t) = load_tenant(&dir, &mut errors) {
+        if let Some(t) = load_tenant(&dir, secrets, &mut errors) {
             tenants.push(t);
         }
     }
@@ -267,7 +276,7 @@ fn toml_error(path: &Path, source: &str, e: &toml::de::Error) -> ConfigError {
     ConfigError::at(path, source, offset, message)
 }
 
-fn load_tenant(dir: &Path, errors: &mut Vec<ConfigError>) -> Option<Tenant> {
+fn load_tenant(dir: &Path, secrets: Secrets, errors: &mut Vec<ConfigError>) -> Option<Tenant> {
     let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let id = match TenantId::parse(name) {
         Ok(id) => id,
@@ -327,22 +336,15 @@ fn load_tenant(dir: &Path, errors: &mut Vec<ConfigError>) -> Option<Tenant> {
         if src.secrets.get_ref().is_empty() {
             cx.err(&src.secrets, format!("source {name} needs at least one secret"));
         }
-        let mut secrets = Vec::new();
-        for s in src.secrets.get_ref() {
-            match resolve_secret(s.get_ref()) {
-                Ok(v) if !v.is_empty() => secrets.push(Secret::new(v)),
-                Ok(_) => cx.err(s, "secret is empty"),
-                Err(msg) => cx.err(s, msg),
-            }
-        }
-        sources.insert(name.clone(), SourceSecrets { secrets });
+        let values = src.secrets.get_ref().iter().filter_map(|s| secret(&mut cx, s, secrets, |_| None)).collect();
+        sources.insert(name.clone(), SourceSecrets { secrets: values });
     }
     if raw.locale.get_ref().trim().is_empty() {
         cx.err(&raw.locale, "locale must not be empty");
     }
 
-    let delivery = raw.delivery.as_ref().map(|d| parse_delivery(&mut cx, d)).unwrap_or_default();
-    let dkim = raw.dkim.as_ref().and_then(|d| parse_dkim(&mut cx, d, &from));
+    let delivery = raw.delivery.as_ref().map(|d| parse_delivery(&mut cx, d, secrets)).unwrap_or_default();
+    let dkim = raw.dkim.as_ref().and_then(|d| parse_dkim(&mut cx, d, &from, secrets));
     let offers = raw.offers.iter().filter_map(|(name, o)| parse_offer(&mut cx, name, o).map(|o| (name.clone(), o))).collect();
     let cross_sell = raw.cross_sell.as_ref().map(|c| parse_cross_sell(&mut cx, c)).unwrap_or_default();
     let shipments = raw.shipments.as_ref().map(|s| parse_shipments(&mut cx, s)).unwrap_or_default();
@@ -419,13 +421,6 @@ fn check_url(cx: &mut FileCtx, s: &Spanned<String>) -> Option<String> {
 fn is_hex_color(s: &str) -> bool {
     let hex = s.strip_prefix('#').unwrap_or("");
     (hex.len() == 3 || hex.len() == 6) && hex.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-fn resolve_secret(raw: &str) -> Result<String, String> {
-    match raw.strip_prefix("env:") {
-        Some(var) => std::env::var(var).map_err(|_| format!("environment variable {var} is not set")),
-        None => Ok(raw.to_owned()),
-    }
 }
 
 fn sorted_files(dir: &Path, ext: &str) -> Vec<PathBuf> {
@@ -606,21 +601,33 @@ fn event_kind(cx: &mut FileCtx, raw: &Spanned<String>, what: &str) -> Option<Eve
     kind
 }
 
-fn secret(cx: &mut FileCtx, raw: &Spanned<String>) -> Option<Secret> {
-    match resolve_secret(raw.get_ref()) {
-        Ok(v) if !v.is_empty() => Some(Secret::new(v)),
-        Ok(_) => {
-            cx.err(raw, "secret is empty");
-            None
-        }
-        Err(msg) => {
-            cx.err(raw, msg);
-            None
-        }
+/// A secret as written: a literal, or `env:NAME` for the value of that environment
+/// variable. `problem` says what is wrong with a value beyond being empty. With
+/// [`Secrets::Leave`] no variable is read and the result holds no value; a literal is still
+/// checked, as it is in the file.
+fn secret(cx: &mut FileCtx, raw: &Spanned<String>, secrets: Secrets, problem: fn(&str) -> Option<&'static str>) -> Option<Secret> {
+    let value = match raw.get_ref().strip_prefix("env:") {
+        Some("") => Err("env: needs the name of an environment variable".to_owned()),
+        Some(_) if secrets == Secrets::Leave => return Some(Secret::unresolved()),
+        Some(var) => std::env::var(var).map_err(|_| format!("environment variable {var} is not set")),
+        None => Ok(raw.get_ref().clone()),
+    };
+    let wrong = match &value {
+        Ok(v) if v.is_empty() => Some("secret is empty".to_owned()),
+        Ok(v) => problem(v).map(str::to_owned),
+        Err(msg) => Some(msg.clone()),
+    };
+    if let Some(msg) = wrong {
+        cx.err(raw, msg);
+        return None;
+    }
+    match secrets {
+        Secrets::Resolve => value.ok().map(Secret::new),
+        Secrets::Leave => Some(Secret::unresolved()),
     }
 }
 
-fn parse_delivery(cx: &mut FileCtx, raw: &RawDelivery) -> Delivery {
+fn parse_delivery(cx: &mut FileCtx, raw: &RawDelivery, secrets: Secrets) -> Delivery {
     let provider = match Provider::ALL.into_iter().find(|p| p.as_str() == raw.provider.get_ref()) {
         Some(p) => p,
         None => {
@@ -632,14 +639,14 @@ fn parse_delivery(cx: &mut FileCtx, raw: &RawDelivery) -> Delivery {
     let d = Delivery {
         provider,
         endpoint: raw.endpoint.as_ref().and_then(|u| check_url(cx, u)),
-        api_key: raw.api_key.as_ref().and_then(|s| secret(cx, s)),
+        api_key: raw.api_key.as_ref().and_then(|s| secret(cx, s, secrets, |_| None)),
         region: raw.region.clone(),
         domain: raw.domain.clone(),
-        access_key_id: raw.access_key_id.as_ref().and_then(|s| secret(cx, s)),
-        secret_access_key: raw.secret_access_key.as_ref().and_then(|s| secret(cx, s)),
+        access_key_id: raw.access_key_id.as_ref().and_then(|s| secret(cx, s, secrets, |_| None)),
+        secret_access_key: raw.secret_access_key.as_ref().and_then(|s| secret(cx, s, secrets, |_| None)),
         max_per_second: raw.max_per_second,
         max_per_second_per_domain: raw.max_per_second_per_domain,
-        webhook_secret: raw.webhook_secret.as_ref().and_then(|s| secret(cx, s)),
+        webhook_secret: raw.webhook_secret.as_ref().and_then(|s| secret(cx, s, secrets, |_| None)),
         bounce_address: raw.bounce_address.as_ref().and_then(|a| parse_email(cx, a)),
         transactional_stream: raw
             .transactional_stream
@@ -697,15 +704,13 @@ fn is_stream_id(s: &str) -> bool {
     (1..=100).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn parse_dkim(cx: &mut FileCtx, raw: &RawDkim, from: &Option<EmailAddress>) -> Option<Dkim> {
+fn parse_dkim(cx: &mut FileCtx, raw: &RawDkim, from: &Option<EmailAddress>, secrets: Secrets) -> Option<Dkim> {
     let selector = raw.selector.get_ref().trim();
     if selector.is_empty() || !selector.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
         cx.err(&raw.selector, "selector must be letters, digits, '-' and '.'");
     }
-    let key = secret(cx, &raw.private_key)?;
-    if !key.expose().contains("-----BEGIN") {
-        cx.err(&raw.private_key, "private_key must be a PEM private key (or env:NAME holding one)");
-    }
+    let pem = |v: &str| (!v.contains("-----BEGIN")).then_some("private_key must be a PEM private key (or env:NAME holding one)");
+    let key = secret(cx, &raw.private_key, secrets, pem)?;
     let domain = match &raw.domain {
         Some(d) => d.get_ref().trim().to_ascii_lowercase(),
         None => from.as_ref().map(|f| f.domain().to_owned())?,
@@ -1102,6 +1107,115 @@ stalled_after = "4d"
             let text = load(delivery).unwrap_err();
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }
+    }
+
+    /// Never set: the tests cannot set variables (that is unsafe while other threads read
+    /// the environment), so they use one nobody sets and one everybody has.
+    const MISSING: &str = "TENANCY_TEST_MISSING_VAR";
+
+    #[test]
+    fn without_secrets_nothing_is_resolved_and_a_missing_variable_is_no_error() {
+        assert!(std::env::var(MISSING).is_err(), "{MISSING} must not be set for this test");
+        let root = tempfile::tempdir().unwrap();
+        let extra = r#"[sources.woocommerce]
+secrets = ["env:TENANCY_TEST_MISSING_VAR", "env:PATH"]
+[delivery]
+provider = "postmark"
+api_key = "env:TENANCY_TEST_MISSING_VAR"
+webhook_secret = "literal-webhook-secret"
+[dkim]
+selector = "pf1"
+private_key = "env:TENANCY_TEST_MISSING_VAR"
+"#;
+        write(root.path(), "demo/tenant.toml", &format!("{TENANT}{extra}"));
+
+        let text = Tenants::load_dir(root.path()).unwrap_err().to_string();
+        for want in [
+            "demo/tenant.toml:11:12: environment variable TENANCY_TEST_MISSING_VAR is not set",
+            "demo/tenant.toml:14:11: environment variable TENANCY_TEST_MISSING_VAR is not set",
+            "demo/tenant.toml:18:15: environment variable TENANCY_TEST_MISSING_VAR is not set",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+
+        let tenants = Tenants::load_dir_without_secrets(root.path()).unwrap();
+        let t = tenants.find("demo").unwrap();
+        assert_eq!(t.name, "Demo");
+        assert_eq!(t.topics, Topic::defaults());
+        let d = &t.delivery;
+        assert_eq!(d.provider, Provider::Postmark);
+        let dkim = t.dkim.as_ref().unwrap();
+        assert_eq!((dkim.domain.as_str(), dkim.selector.as_str()), ("demo.example", "pf1"));
+        let all: Vec<&Secret> = t
+            .sources
+            .values()
+            .flat_map(|s| &s.secrets)
+            .chain(d.api_key.as_ref())
+            .chain(d.webhook_secret.as_ref())
+            .chain([&dkim.private_key])
+            .collect();
+        assert_eq!(all.len(), 7, "two per source, api_key, webhook_secret, private_key");
+        assert!(all.iter().all(|s| !s.is_resolved()), "{all:?}");
+        let printed = format!("{t:?}");
+        assert!(printed.contains("Secret(unresolved)"), "{printed}");
+        let path = std::env::var("PATH").unwrap();
+        for value in ["literal-webhook-secret", path.as_str()] {
+            assert!(!printed.contains(value), "{value:?} was kept: {printed}");
+        }
+        let sources = format!("{:?}", t.sources);
+        assert!(!sources.contains("one") && !sources.contains("two"), "{sources}");
+
+        // The normal load resolves a variable that is set, and literals.
+        let without_missing = extra.replace("env:TENANCY_TEST_MISSING_VAR", "k-----BEGIN");
+        write(root.path(), "demo/tenant.toml", &format!("{TENANT}{without_missing}"));
+        let tenants = Tenants::load_dir(root.path()).unwrap();
+        let woo = &tenants.find("demo").unwrap().sources["woocommerce"].secrets;
+        assert_eq!(woo[1].expose(), path);
+        assert!(woo.iter().all(Secret::is_resolved));
+    }
+
+    #[test]
+    #[should_panic(expected = "loaded without secrets")]
+    fn an_unresolved_secret_has_no_value_to_expose() {
+        let root = tempfile::tempdir().unwrap();
+        write(root.path(), "demo/tenant.toml", TENANT);
+        let tenants = Tenants::load_dir_without_secrets(root.path()).unwrap();
+        let shopify = tenants.find("demo").unwrap().source("shopify").unwrap();
+        let _ = shopify.as_bytes();
+    }
+
+    #[test]
+    fn without_secrets_everything_else_is_still_validated() {
+        let root = tempfile::tempdir().unwrap();
+        let extra = r#"[sources.etsy]
+secrets = ["", "env:"]
+[delivery]
+provider = "mailgun"
+api_key = "env:TENANCY_TEST_MISSING_VAR"
+[dkim]
+selector = "pf1"
+private_key = "not a key"
+[preferences]
+topics = [{ id = "Bad!", label = { en = "Bad" } }]
+"#;
+        write(root.path(), "demo/tenant.toml", &format!("{TENANT}{extra}"));
+        write(root.path(), "demo/flows/x.toml", &FLOW.replace("order.placed", "order.teleported"));
+        let text = Tenants::load_dir_without_secrets(root.path()).unwrap_err().to_string();
+        for want in [
+            "tenant.toml:11:12: secret is empty",
+            "tenant.toml:11:16: env: needs the name of an environment variable",
+            "tenant.toml:13:12: provider mailgun needs domain",
+            "tenant.toml:17:15: private_key must be a PEM private key",
+            "tenant.toml:19:18: a topic id is 1 to 40 lowercase letters",
+            "x.toml:1:11: unknown trigger \"order.teleported\"",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+        assert!(!text.contains("TENANCY_TEST_MISSING_VAR"), "no variable is read: {text}");
+
+        write(root.path(), "demo/tenant.toml", &format!("{TENANT}colour = 1\n"));
+        let text = Tenants::load_dir_without_secrets(root.path()).unwrap_err().to_string();
+        assert!(text.contains("demo/tenant.toml:10:1: unknown field `colour`"), "{text}");
     }
 
     #[test]
