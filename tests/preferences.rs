@@ -276,3 +276,50 @@ async fn opting_back_in_never_revives_a_hard_bounced_address() {
     assert_eq!(stack.smtp.rejected(), 1, "the server was not tried again");
     assert_eq!(stack.smtp.count(), 1);
 }
+
+/// The tracker faces the internet and uses no tenant secret: it loads the tenants without
+/// them. A tenant whose secret names a variable that is not set (which stops ingest and
+/// sender) still gets its preferences page, from a tracker given no secrets at all.
+#[tokio::test]
+async fn the_tracker_serves_the_page_without_the_tenants_secrets() {
+    let stack = Stack::start().await;
+    let sender_db = stack.db("sender").await;
+    assert_eq!(send(&stack, &sender_db, &marketing("ana@example.com", "offers", 1, "en")).await.0, "sent");
+    let mails = stack.smtp.wait_for(1, WAIT).await.unwrap();
+    let tracker = format!("http://{}", stack.tracker.addr);
+    let prefs = link(&mails[0], &format!("{tracker}/p/")).unwrap();
+
+    let root = tempfile::tempdir().unwrap();
+    let demo = std::fs::read_to_string(common::tenants_dir().join("demo/tenant.toml")).unwrap();
+    let (literal, unset) = ("[sources.shopify]\nsecrets = [\"demo-secret\"]", "[sources.shopify]\nsecrets = [\"env:PF_TEST_NEVER_SET\"]");
+    assert!(demo.contains(literal), "the demo tenant changed; adapt this test");
+    std::fs::create_dir(root.path().join("demo")).unwrap();
+    std::fs::write(root.path().join("demo/tenant.toml"), demo.replacen(literal, unset, 1)).unwrap();
+    let refused = tenancy::Tenants::load_dir(root.path()).unwrap_err().to_string();
+    assert!(refused.contains("environment variable PF_TEST_NEVER_SET is not set"), "{refused}");
+
+    // A second replica on the same database and bus, with that directory.
+    let settings = tracker::Settings {
+        http: common::http(),
+        nats: stack.bus_settings.clone(),
+        database: kit::db::DbSettings::new(stack.db_urls["tracker"].clone()),
+        tracking: tracker::TrackingSettings {
+            signing_key: secrecy::SecretString::from(common::SIGNING_KEY),
+            relay_interval: Duration::from_millis(200),
+        },
+        tenants_dir: root.path().to_path_buf(),
+        ..Default::default()
+    };
+    let app = tracker::Application::build(settings).await.expect("the tracker starts without the secret");
+    let replica = format!("http://{}", app.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let page = reqwest::get(prefs.replacen(&tracker, &replica, 1)).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Demo Shop") && html.contains("Offers and discounts"), "{html}");
+    let _ = stop.send(());
+    running.await.unwrap().unwrap();
+}

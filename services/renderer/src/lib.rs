@@ -340,7 +340,10 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let tenants = Tenants::load_dir(&settings.tenants_dir).map_err(|e| anyhow::anyhow!("tenant config is invalid:\n{e}"))?;
+        // Without secrets: this service uses none (provider, webhook and DKIM secrets are
+        // the sender's and ingest's).
+        let tenants =
+            Tenants::load_dir_without_secrets(&settings.tenants_dir).map_err(|e| anyhow::anyhow!("tenant config is invalid:\n{e}"))?;
         let composer = Arc::new(Composer::new(tenants, &settings.tracking)?);
         let bus = Bus::connect(&settings.nats, "renderer").await?;
         bus.ensure_topology().await?;

@@ -102,7 +102,10 @@ impl Application {
     }
 
     pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let tenants = Tenants::load_dir(&settings.tenants_dir).map_err(|e| anyhow::anyhow!("tenant config is invalid:\n{e}"))?;
+        // Without secrets: this service uses none (provider, webhook and DKIM secrets are
+        // the sender's and ingest's).
+        let tenants =
+            Tenants::load_dir_without_secrets(&settings.tenants_dir).map_err(|e| anyhow::anyhow!("tenant config is invalid:\n{e}"))?;
         let pool = kit::db::connect(&settings.database, &MIGRATOR).await?;
         let bus = Bus::connect(&settings.nats, "scheduler").await?;
         bus.ensure_topology().await?;

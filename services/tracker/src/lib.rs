@@ -12,7 +12,9 @@
 //!   own changes and by the unsubscribe and resubscribe events (see [`preferences`]).
 //!
 //! It reads the tenants directory for each tenant's name, default locale and marketing
-//! topics (the page's checkboxes).
+//! topics (the page's checkboxes), without the tenants' secrets: this service faces the
+//! internet, so it holds no tenant's credentials, and a missing one cannot stop the
+//! unsubscribe links.
 
 mod choices;
 mod classify;
@@ -153,8 +155,10 @@ impl Application {
     }
 
     pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        // Tenant config first: a bad one stops the start before anything connects.
-        let tenants = Tenants::load_dir(&settings.tenants_dir).map_err(|e| anyhow::anyhow!("tenant config is invalid:\n{e}"))?;
+        // Tenant config first: a bad one stops the start before anything connects. Without
+        // secrets: nothing here uses one (see the module doc).
+        let tenants =
+            Tenants::load_dir_without_secrets(&settings.tenants_dir).map_err(|e| anyhow::anyhow!("tenant config is invalid:\n{e}"))?;
         let pool = kit::db::connect(&settings.database, &MIGRATOR).await?;
         let bus = Bus::connect(&settings.nats, "tracker").await?;
         bus.ensure_topology().await?;
