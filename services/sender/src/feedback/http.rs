@@ -668,21 +668,22 @@ To: gone@example.com\r\n\
             again.body,
             serde_json::json!({"status": "replay", "feedback": 0})
         );
-        let recorded = fake.recorded.lock().unwrap();
-        assert_eq!(recorded.len(), 1);
-        let r = &recorded[0].1;
-        assert_eq!(r.provider, Origin::Dsn);
-        // Keyed by its bytes (a sender of DSNs chooses their Message-ID), for the whole
-        // delivery and for each recipient's feedback.
-        let key = r.replay_key.as_deref().unwrap();
-        assert!(key.starts_with("sha256:") && key.len() == 7 + 64, "{key}");
-        assert_eq!(r.feedback[0].event_id.as_deref(), Some(key));
-        assert_eq!(r.feedback[0].kind, FeedbackKind::HardBounce);
-        assert_eq!(
-            r.feedback[0].message_id.as_ref().map(|m| m.as_str()),
-            Some("m_0123456789abcdef0123456789abcdef")
-        );
-        drop(recorded);
+        {
+            let recorded = fake.recorded.lock().unwrap();
+            assert_eq!(recorded.len(), 1);
+            let r = &recorded[0].1;
+            assert_eq!(r.provider, Origin::Dsn);
+            // Keyed by its bytes (a sender of DSNs chooses their Message-ID), for the
+            // whole delivery and for each recipient's feedback.
+            let key = r.replay_key.as_deref().unwrap();
+            assert!(key.starts_with("sha256:") && key.len() == 7 + 64, "{key}");
+            assert_eq!(r.feedback[0].event_id.as_deref(), Some(key));
+            assert_eq!(r.feedback[0].kind, FeedbackKind::HardBounce);
+            assert_eq!(
+                r.feedback[0].message_id.as_ref().map(|m| m.as_str()),
+                Some("m_0123456789abcdef0123456789abcdef")
+            );
+        }
         // The same Message-ID on other bytes (a forgery) is not taken for a replay of it.
         let forged = body.replace("5.1.1", "5.1.2");
         let other = handle_dsn(&fake, "shop", &headers, forged.as_bytes()).await;
