@@ -82,9 +82,13 @@ impl<'a> SesConfig<'a> {
 
     fn under_override(&self, url: &str) -> bool {
         self.trusted_url_prefix.is_some_and(|prefix| {
+            let Some(rest) = url.strip_prefix(prefix) else { return false };
+            let path = rest.split(['?', '#']).next().unwrap_or_default();
             url_prefix_is_usable(prefix)
-                && url.starts_with(prefix)
-                && !url.contains("/../")
+                // No way back out of the prefix: no `..` segment, and no percent-escapes in
+                // the path (an HTTP client resolves `%2e%2e` as `..`).
+                && !path.split('/').any(|segment| segment == "..")
+                && !path.contains('%')
                 && !url
                     .chars()
                     .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
@@ -1028,6 +1032,14 @@ mod tests {
             (
                 "http://127.0.0.1:4080/sns/",
                 "http://127.0.0.1:4080/sns/../cert.pem",
+            ),
+            (
+                "http://127.0.0.1:4080/sns/",
+                "http://127.0.0.1:4080/sns/%2e%2e/cert.pem",
+            ),
+            (
+                "http://127.0.0.1:4080/sns/",
+                "http://127.0.0.1:4080/sns/a/..",
             ),
             (
                 "http://127.0.0.1:4080/sns/",
