@@ -14,7 +14,6 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -139,19 +138,10 @@ impl Handler<Envelope> for Bounces {
     }
 }
 
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 struct World {
     _nats: NatsServer,
     _pg: Postgres,
-    _tenants: TempDir,
+    _tenants: tempfile::TempDir,
     bus: Bus,
     db: PgPool,
     stub: Stub,
@@ -217,7 +207,8 @@ impl World {
 
         let stub = Stub::start().await;
         let (sendgrid_key, sendgrid_public) = sender::feedback::sendgrid::generate_key().unwrap();
-        let dir = std::env::temp_dir().join(format!("postflow-feedback-{}", uuid::Uuid::new_v4()));
+        let tenants_dir = tempfile::Builder::new().prefix("postflow-feedback-").tempdir().unwrap();
+        let dir = tenants_dir.path().to_path_buf();
         let tenants = [("postmark", POSTMARK_SECRET), ("mailgun", MAILGUN_KEY), ("sendgrid", sendgrid_public.as_str()), ("ses", TOPIC), ("smtp", DSN_SECRET)];
         for (provider, secret) in tenants {
             let tenant_dir = dir.join(format!("{provider}-shop"));
@@ -252,7 +243,7 @@ impl World {
             tokio::spawn(async move { b.run_consumer::<Envelope, _>(spec, h, stop, Duration::from_secs(1)).await });
         }
         let db = PgPool::connect(&db_url).await.unwrap();
-        Self { _nats: nats, _pg: pg, _tenants: TempDir(dir), bus, db, stub, smtp, sender, bounces, sendgrid_key, http: reqwest::Client::new() }
+        Self { _nats: nats, _pg: pg, _tenants: tenants_dir, bus, db, stub, smtp, sender, bounces, sendgrid_key, http: reqwest::Client::new() }
     }
 
     /// Sends `msg` through the sender and waits for its delivery row to be in `state`.

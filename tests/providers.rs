@@ -259,19 +259,10 @@ impl Events {
     }
 }
 
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 struct World {
     _nats: NatsServer,
     _pg: Postgres,
-    _tenants: TempDir,
+    _tenants: tempfile::TempDir,
     bus: Bus,
     db: PgPool,
     clock: ManualClock,
@@ -420,7 +411,8 @@ impl World {
         let bus = Bus::connect(&bus_settings, "test").await.unwrap();
         bus.ensure_topology().await.unwrap();
 
-        let dir = std::env::temp_dir().join(format!("postflow-providers-{}", uuid::Uuid::new_v4()));
+        let tenants_dir = tempfile::Builder::new().prefix("postflow-providers-").tempdir().unwrap();
+        let dir = tenants_dir.path().to_path_buf();
         let mut stubs = Vec::new();
         for provider in PROVIDERS {
             let stub = Stub::start(accepted(provider)).await;
@@ -452,7 +444,7 @@ impl World {
             tokio::spawn(async move { bus.run_consumer::<Envelope, _>(spec, events, stop, Duration::from_secs(1)).await });
         }
         let db = PgPool::connect(&db_url).await.unwrap();
-        Self { _nats: nats, _pg: pg, _tenants: TempDir(dir), bus, db, clock, stubs, events }
+        Self { _nats: nats, _pg: pg, _tenants: tenants_dir, bus, db, clock, stubs, events }
     }
 
     fn stub(&self, provider: &str) -> &Stub {

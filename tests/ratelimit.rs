@@ -9,7 +9,6 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
 use bus::{Bus, BusSettings};
@@ -23,19 +22,10 @@ use testkit::{NatsServer, Postgres, eventually, eventually_ok};
 const WAIT: Duration = Duration::from_secs(90);
 const REPLICAS: usize = 3;
 
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 struct World {
     _nats: NatsServer,
     _pg: Postgres,
-    _tenants: TempDir,
+    _tenants: tempfile::TempDir,
     smtp: SmtpCapture,
     bus: Bus,
     db: PgPool,
@@ -64,7 +54,8 @@ impl World {
         let bus = Bus::connect(&bus_settings, "test").await.unwrap();
         bus.ensure_topology().await.unwrap();
 
-        let dir = std::env::temp_dir().join(format!("postflow-ratelimit-{}", uuid::Uuid::new_v4()));
+        let tenants_dir = tempfile::Builder::new().prefix("postflow-ratelimit-").tempdir().unwrap();
+        let dir = tenants_dir.path().to_path_buf();
         for (id, delivery) in tenants {
             std::fs::create_dir_all(dir.join(id)).unwrap();
             let toml = format!(
@@ -92,7 +83,7 @@ impl World {
             tokio::spawn(app.run_until_stopped(std::future::pending()));
         }
         let db = PgPool::connect(&db_url).await.unwrap();
-        Self { _nats: nats, _pg: pg, _tenants: TempDir(dir), smtp, bus, db }
+        Self { _nats: nats, _pg: pg, _tenants: tenants_dir, smtp, bus, db }
     }
 
     async fn send(&self, msg: &OutboundMessage) {
